@@ -1,0 +1,28 @@
+export { OtpModule } from './otp/otp.module.js';
+export { OTP_FOR_ROOT_ASYNC_OPTIONS, OTP_FOR_ROOT_OPTIONS, type OtpModuleExtras } from './otp/otp.module-definition.js';
+export { OtpModuleOptions, resolveOtpOptions, type OtpModuleOptionsInput } from './otp/otp.options.js';
+export { OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS, OTP_TOKEN_HEADER } from './otp/otp.constants.js';
+export {
+  OtpService,
+  type OtpRequestView,
+  type OtpVerification,
+  type SendOtpInput,
+  type SendOtpResult,
+  type VerifyOtpInput,
+  type VerifyOtpResult,
+} from './otp/otp.service.js';
+export { OtpController, createOtpController } from './otp/otp.controller.js';
+export { RequireOtp } from './otp/guards/require-otp.decorator.js';
+export { OtpTokenGuard, type OtpVerifiedRequest } from './otp/guards/otp-token.guard.js';
+export { OtpThrottlerGuard } from './otp/guards/otp-throttler.guard.js';
+export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
+export * from './otp/errors/otp.errors.js';
+export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';
+export { ConsoleOtpProvider } from './otp/delivery/console.provider.js';
+export { WebhookOtpProvider } from './otp/delivery/webhook.provider.js';
+export { formatOtpMessage } from './otp/delivery/otp-message.js';
+export type { CodeHasher } from './otp/crypto/code-hasher.js';
+export { BcryptCodeHasher, HmacCodeHasher } from './otp/crypto/code-hasher.js';
+export { OtpRequest } from './otp/persistence/otp-request.entity.js';
+export { otpMigrations } from '../migrations/index.js';
+export type { DeliveryStatus, OtpChannel, OtpRequestStatus } from './otp/otp.types.js';

@@ -1,0 +1,77 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { OTP_OPTIONS, OTP_PROVIDERS } from '../otp.constants.js';
+import type { OtpModuleOptions } from '../otp.options.js';
+import type { OtpChannel } from '../otp.types.js';
+import { formatOtpMessage } from './otp-message.js';
+import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
+
+export interface DeliveryRequest {
+  requestId: string;
+  channel: OtpChannel;
+  destination: string;
+  purpose: string;
+  code: string;
+  expiresAt: Date;
+}
+
+/**
+ * Carries a code: tries each provider that supports the channel, then the channel's fallbacks, each
+ * attempt bounded by the delivery timeout. Resolves with the channel that carried it, or null when
+ * every attempt failed.
+ */
+@Injectable()
+export class OtpDeliveryService {
+  private readonly logger = new Logger('OtpDelivery');
+
+  constructor(
+    @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
+    @Inject(OTP_PROVIDERS) private readonly providers: OtpProvider[],
+  ) {}
+
+  async deliver(request: DeliveryRequest): Promise<OtpChannel | null> {
+    const channels = [request.channel, ...(this.options.channelFallback[request.channel] ?? [])];
+    for (const channel of channels) {
+      for (const provider of this.providers.filter((p) => p.supports(channel))) {
+        const message: OtpMessage = {
+          ...request,
+          channel,
+          text: formatOtpMessage({
+            appName: this.options.appName,
+            code: request.code,
+            channel,
+            ttlSeconds: this.options.ttlSeconds,
+          }),
+        };
+        if (await this.attempt(provider, message)) return channel;
+      }
+    }
+    return null;
+  }
+
+  private async attempt(provider: OtpProvider, message: OtpMessage): Promise<boolean> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new Error(`no answer within ${this.options.deliveryTimeoutMs} ms`));
+      }, this.options.deliveryTimeoutMs);
+    });
+    try {
+      // The race bounds the wait even for a provider that ignores its abort signal.
+      await Promise.race([provider.deliver(message, controller.signal), timeout]);
+      return true;
+    } catch (error) {
+      // A provider's error text is not ours: strip the code from it before it reaches a log.
+      const reason = (error instanceof Error ? error.message : 'unknown error')
+        .split(message.code)
+        .join('[code]');
+      this.logger.warn(
+        `delivery of request ${message.requestId} by ${provider.name} over ${message.channel} failed: ${reason}`,
+      );
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

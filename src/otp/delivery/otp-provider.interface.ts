@@ -1,0 +1,26 @@
+import type { OtpChannel } from '../otp.types.js';
+
+/** One message to carry: the only object in the module that holds a plain code. */
+export interface OtpMessage {
+  requestId: string;
+  channel: OtpChannel;
+  /** Normalized destination (E.164 phone or lowercased email). */
+  destination: string;
+  purpose: string;
+  code: string;
+  /** The text to send or speak, code included. */
+  text: string;
+  expiresAt: Date;
+}
+
+/**
+ * An adapter that carries messages on one or more channels (an SMS gateway, a mailer, a webhook).
+ * `deliver` resolves once the provider accepted the message and rejects otherwise; it must honour
+ * `signal`, which aborts when the delivery timeout passes. It must never log `message.code`.
+ */
+export interface OtpProvider {
+  /** Short name for logs and metrics, e.g. `'twilio'`. */
+  readonly name: string;
+  supports(channel: OtpChannel): boolean;
+  deliver(message: OtpMessage, signal: AbortSignal): Promise<void>;
+}

@@ -1,0 +1,12 @@
+/** Injection token of the resolved `OtpModuleOptions` (public: inject it to read the settings). */
+export const OTP_OPTIONS = Symbol('OTP_OPTIONS');
+/** Injection token of the list of delivery providers in use. */
+export const OTP_PROVIDERS = Symbol('OTP_PROVIDERS');
+/** Injection token of the code hasher in use. */
+export const OTP_HASHER = Symbol('OTP_HASHER');
+/** Internal: the DataSource holding `otp_requests`. */
+export const OTP_DATA_SOURCE = Symbol('OTP_DATA_SOURCE');
+/** Metadata key set by `@RequireOtp()`. */
+export const REQUIRE_OTP_METADATA = 'nest-otp:require-otp';
+/** Header carrying a verification token to a guarded route. */
+export const OTP_TOKEN_HEADER = 'x-otp-token';

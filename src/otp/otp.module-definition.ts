@@ -1,0 +1,33 @@
+import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { createOtpController } from './otp.controller.js';
+import type { OtpModuleOptionsInput } from './otp.options.js';
+
+/** Options that shape the module itself, so they are given beside (not inside) the factory. */
+export interface OtpModuleExtras {
+  /** Route prefix of the mounted controller. Default `'otp'`. */
+  routePrefix: string;
+  /** Mount the OTP routes; `false` to use `OtpService` alone. Default `true`. */
+  controller: boolean;
+  /** Register the module globally, so `@RequireOtp` works in every module. Default `true`. */
+  isGlobal: boolean;
+}
+
+export const OTP_MODULE_EXTRAS_DEFAULTS: OtpModuleExtras = {
+  routePrefix: 'otp',
+  controller: true,
+  isGlobal: true,
+};
+
+export const {
+  ConfigurableModuleClass: OtpConfigurableModule,
+  MODULE_OPTIONS_TOKEN: OTP_MODULE_INPUT,
+  OPTIONS_TYPE: OTP_FOR_ROOT_OPTIONS,
+  ASYNC_OPTIONS_TYPE: OTP_FOR_ROOT_ASYNC_OPTIONS,
+} = new ConfigurableModuleBuilder<OtpModuleOptionsInput>({ moduleName: 'Otp' })
+  .setClassMethodName('forRoot')
+  .setExtras<OtpModuleExtras>(OTP_MODULE_EXTRAS_DEFAULTS, (definition, extras) => ({
+    ...definition,
+    global: extras.isGlobal,
+    controllers: extras.controller ? [createOtpController(extras.routePrefix)] : [],
+  }))
+  .build();

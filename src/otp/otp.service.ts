@@ -1,0 +1,282 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { createHash, randomUUID } from 'node:crypto';
+import { generateCode } from './crypto/code-generator.js';
+import type { CodeHasher } from './crypto/code-hasher.js';
+import { createVerificationToken, hashVerificationToken } from './crypto/verification-token.js';
+import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
+import { maskDestination, normalizeDestination, resolveChannel } from './destination/destination.js';
+import {
+  AttemptsExceededError,
+  CodeExpiredError,
+  DeliveryFailedError,
+  IdempotencyKeyReusedError,
+  InvalidCodeError,
+  RequestNotFoundError,
+  SendLimitedError,
+  ValidationFailedError,
+} from './errors/otp.errors.js';
+import { OTP_HASHER, OTP_OPTIONS } from './otp.constants.js';
+import type { OtpModuleOptions } from './otp.options.js';
+import { OTP_CHANNELS, PURPOSE_PATTERN, type OtpChannel, type OtpRequestStatus } from './otp.types.js';
+import type { OtpRequest } from './persistence/otp-request.entity.js';
+import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-request.repository.js';
+import { attemptsRemaining, requestStatus } from './policy/request-status.js';
+import { evaluateSend, nextSendAt, secondsUntil, type SendPolicy } from './policy/send-policy.js';
+
+export interface SendOtpInput {
+  destination: string;
+  channel?: OtpChannel;
+  purpose?: string;
+  /** Replays the first answer for a repeated request instead of sending again. */
+  idempotencyKey?: string;
+}
+
+export interface SendOtpResult {
+  requestId: string;
+  /** Masked, e.g. `a•••@example.com`. */
+  destination: string;
+  channel: OtpChannel;
+  purpose: string;
+  expiresAt: Date;
+  codeLength: number;
+  attemptsAllowed: number;
+  resendAvailableAt: Date;
+}
+
+export interface VerifyOtpInput {
+  destination: string;
+  code: string;
+  purpose?: string;
+}
+
+export interface VerifyOtpResult {
+  verified: true;
+  verificationToken: string;
+  tokenExpiresAt: Date;
+}
+
+export interface OtpRequestView {
+  requestId: string;
+  destination: string;
+  channel: OtpChannel;
+  purpose: string;
+  status: OtpRequestStatus;
+  expiresAt: Date;
+  attemptsRemaining: number;
+  resendAvailableAt: Date;
+}
+
+/** What a consumed verification token proved. */
+export interface OtpVerification {
+  requestId: string;
+  destination: string;
+  purpose: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TOKEN = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * The three flows (send, verify, status) and token consumption. It loads history, asks the pure
+ * policy, and writes; it knows nothing of HTTP. Errors are the typed `OtpError`s.
+ */
+@Injectable()
+export class OtpService {
+  private readonly policy: SendPolicy;
+  private decoyHash: Promise<string> | undefined;
+
+  constructor(
+    @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
+    @Inject(OTP_HASHER) private readonly hasher: CodeHasher,
+    private readonly requests: OtpRequestRepository,
+    private readonly delivery: OtpDeliveryService,
+  ) {
+    this.policy = {
+      resendCooldownSeconds: options.resendCooldownSeconds,
+      lockoutStepSeconds: options.lockoutStepSeconds,
+      maxSendsPerHour: options.maxSendsPerHour,
+      maxSendsPerDay: options.maxSendsPerDay,
+    };
+  }
+
+  /**
+   * Sends a fresh code, superseding the flow's earlier one. Throws `SendLimitedError` (429) when a
+   * cooldown, lockout or cap applies, `DeliveryFailedError` (503) when no channel carried it.
+   */
+  async send(input: SendOtpInput): Promise<SendOtpResult> {
+    const destination = normalizeDestination(input.destination, this.options);
+    const channel = resolveChannel(destination, this.checkChannel(input.channel));
+    const purpose = this.checkPurpose(input.purpose);
+    const idempotencyKey = input.idempotencyKey ?? null;
+    const fingerprint = idempotencyKey
+      ? createHash('sha256').update(JSON.stringify([destination.value, channel, purpose])).digest('hex')
+      : null;
+
+    // Hashed before the lock is taken: bcrypt is slow, and the lock should be held for round trips only.
+    const id = randomUUID();
+    const code = generateCode(this.options.codeLength);
+    const codeHash = await this.hasher.hash(code, id);
+
+    type Outcome = { replay: OtpRequest } | { created: NewOtpRequest };
+    const outcome = await this.requests.inDestinationLock(destination.value, idempotencyKey, async (runner): Promise<Outcome> => {
+      const { now, history, idempotent } = await this.requests.loadHistory(runner, destination.value, idempotencyKey);
+      if (idempotent) {
+        if (idempotent.requestFingerprint !== fingerprint) throw new IdempotencyKeyReusedError();
+        return { replay: idempotent };
+      }
+      const decision = evaluateSend(history, purpose, now, this.policy);
+      if (!decision.allowed) throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
+      const created = { purpose, createdAt: now, deliveryStatus: 'pending' as const, verifiedAt: null, exhaustedAt: null };
+      const row: NewOtpRequest = {
+        id,
+        destination: destination.value,
+        purpose,
+        channel,
+        codeHash,
+        codeLength: this.options.codeLength,
+        maxAttempts: this.options.maxAttempts,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
+        resendAvailableAt: nextSendAt([...history, created], purpose, now, this.policy),
+        idempotencyKey,
+        requestFingerprint: fingerprint,
+      };
+      await this.requests.insertSuperseding(runner, row);
+      return { created: row };
+    });
+    if ('replay' in outcome) return this.sendResult(outcome.replay);
+
+    const row = outcome.created;
+    const carriedBy = await this.delivery.deliver({
+      requestId: id,
+      channel,
+      destination: destination.value,
+      purpose,
+      code,
+      expiresAt: row.expiresAt,
+    });
+    if (!carriedBy) {
+      await this.requests.markFailed(id);
+      throw new DeliveryFailedError();
+    }
+    await this.requests.markDelivered(id, carriedBy);
+    return this.sendResult({ ...row, channel: carriedBy });
+  }
+
+  /**
+   * Checks a code. Each call reserves one attempt first (a conditional UPDATE), compares the hash
+   * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
+   * guesses never evaluate more than `maxAttempts` and a code verifies once.
+   */
+  async verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
+    const destination = normalizeDestination(input.destination, this.options);
+    const purpose = this.checkPurpose(input.purpose);
+    const length = this.options.codeLength;
+    if (!/^[0-9]+$/.test(input.code) || input.code.length !== length) {
+      throw new ValidationFailedError([`code must be exactly ${length} digits 0-9`]);
+    }
+
+    const attempt = await this.requests.reserveAttempt(destination.value, purpose);
+    if (!attempt) {
+      // Same hashing work as a real guess, so timing does not tell whether a code exists.
+      await this.hasher.matches(input.code, 'decoy', await this.decoy());
+      throw await this.noActiveCode(destination.value, purpose);
+    }
+
+    if (await this.hasher.matches(input.code, attempt.id, attempt.codeHash)) {
+      const token = createVerificationToken();
+      const tokenExpiresAt = await this.requests.markVerified(attempt.id, token.hash, this.options.tokenTtlSeconds);
+      // Null: a resend or the last wrong guess ended the code while this guess was being checked.
+      if (!tokenExpiresAt) throw await this.noActiveCode(destination.value, purpose);
+      return { verified: true, verificationToken: token.token, tokenExpiresAt };
+    }
+
+    const remaining = attempt.maxAttempts - attempt.attemptsUsed;
+    if (remaining >= 1) throw new InvalidCodeError(remaining);
+    await this.requests.markExhausted(attempt.id);
+    throw new AttemptsExceededError(await this.waitBeforeNextSend(destination.value, purpose));
+  }
+
+  /** A request's state, as the status route shows it. Throws `RequestNotFoundError` (404). */
+  async status(requestId: string): Promise<OtpRequestView> {
+    if (!UUID.test(requestId)) throw new RequestNotFoundError();
+    const { now, request } = await this.requests.findById(requestId.toLowerCase());
+    if (!request) throw new RequestNotFoundError();
+    const { history, now: historyNow } = await this.requests.readHistory(request.destination);
+    return {
+      requestId: request.id,
+      destination: maskDestination(request.destination),
+      channel: request.channel,
+      purpose: request.purpose,
+      status: requestStatus(request, now),
+      expiresAt: request.expiresAt,
+      attemptsRemaining: attemptsRemaining(request, now),
+      resendAvailableAt: nextSendAt(history, request.purpose, historyNow, this.policy),
+    };
+  }
+
+  /**
+   * Consumes a verification token for `purpose`: it passes once, within its lifetime. Returns what
+   * it proved, or null for a missing, unknown, used, expired or wrong-purpose token.
+   */
+  async consumeToken(token: string | undefined, purpose: string): Promise<OtpVerification | null> {
+    if (!token || !TOKEN.test(token)) return null;
+    return this.requests.consumeToken(hashVerificationToken(token), purpose);
+  }
+
+  private sendResult(
+    row: Pick<
+      OtpRequest,
+      'id' | 'destination' | 'channel' | 'purpose' | 'expiresAt' | 'codeLength' | 'maxAttempts' | 'resendAvailableAt'
+    >,
+  ): SendOtpResult {
+    return {
+      requestId: row.id,
+      destination: maskDestination(row.destination),
+      channel: row.channel,
+      purpose: row.purpose,
+      expiresAt: row.expiresAt,
+      codeLength: row.codeLength,
+      attemptsAllowed: row.maxAttempts,
+      resendAvailableAt: row.resendAvailableAt,
+    };
+  }
+
+  /** Why nothing could be reserved: the flow's last code ran out of attempts (429) or none is active (410). */
+  private async noActiveCode(destination: string, purpose: string): Promise<Error> {
+    const { now, latest } = await this.requests.findLatestInFlow(destination, purpose);
+    const exhausted =
+      latest !== null &&
+      latest.verifiedAt === null &&
+      (latest.exhaustedAt !== null || latest.attemptsUsed >= latest.maxAttempts) &&
+      latest.expiresAt > now;
+    if (!exhausted) return new CodeExpiredError();
+    return new AttemptsExceededError(await this.waitBeforeNextSend(destination, purpose));
+  }
+
+  /** Seconds until the flow may be sent a new code (at least 1). */
+  private async waitBeforeNextSend(destination: string, purpose: string): Promise<number> {
+    const { now, history } = await this.requests.readHistory(destination);
+    return secondsUntil(nextSendAt(history, purpose, now, this.policy), now);
+  }
+
+  private decoy(): Promise<string> {
+    this.decoyHash ??= this.hasher.hash('0'.repeat(this.options.codeLength), 'decoy');
+    return this.decoyHash;
+  }
+
+  private checkPurpose(purpose: string | undefined): string {
+    const value = purpose ?? this.options.defaultPurpose;
+    if (!PURPOSE_PATTERN.test(value)) {
+      throw new ValidationFailedError(['purpose must match ^[a-z][a-z0-9_.-]{0,63}$']);
+    }
+    return value;
+  }
+
+  private checkChannel(channel: OtpChannel | undefined): OtpChannel | undefined {
+    if (channel !== undefined && !OTP_CHANNELS.includes(channel)) {
+      throw new ValidationFailedError([`channel must be one of ${OTP_CHANNELS.join(', ')}`]);
+    }
+    return channel;
+  }
+}

@@ -1,0 +1,378 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DataSource, QueryRunner } from 'typeorm';
+import { OTP_DATA_SOURCE } from '../otp.constants.js';
+import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
+import type { SendHistoryEntry } from '../policy/send-policy.js';
+import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
+import type { OtpRequest } from './otp-request.entity.js';
+
+/** Columns as Postgres returns them. */
+interface OtpRequestRow {
+  id: string;
+  destination: string;
+  purpose: string;
+  channel: OtpChannel;
+  code_hash: string | null;
+  code_length: number;
+  max_attempts: number;
+  attempts_used: number;
+  created_at: Date;
+  expires_at: Date;
+  resend_available_at: Date;
+  delivery_status: DeliveryStatus;
+  delivered_at: Date | null;
+  verified_at: Date | null;
+  exhausted_at: Date | null;
+  superseded_at: Date | null;
+  idempotency_key: string | null;
+  request_fingerprint: string | null;
+  token_hash: string | null;
+  token_expires_at: Date | null;
+  token_used_at: Date | null;
+}
+
+const toEntity = (r: OtpRequestRow): OtpRequest => ({
+  id: r.id,
+  destination: r.destination,
+  purpose: r.purpose,
+  channel: r.channel,
+  codeHash: r.code_hash,
+  codeLength: r.code_length,
+  maxAttempts: r.max_attempts,
+  attemptsUsed: r.attempts_used,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  resendAvailableAt: r.resend_available_at,
+  deliveryStatus: r.delivery_status,
+  deliveredAt: r.delivered_at,
+  verifiedAt: r.verified_at,
+  exhaustedAt: r.exhausted_at,
+  supersededAt: r.superseded_at,
+  idempotencyKey: r.idempotency_key,
+  requestFingerprint: r.request_fingerprint,
+  tokenHash: r.token_hash,
+  tokenExpiresAt: r.token_expires_at,
+  tokenUsedAt: r.token_used_at,
+});
+
+/** A code still able to verify, as seen by the rows: time is checked separately. */
+const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at IS NULL
+  AND delivery_status <> 'failed'`;
+
+/** The flow's active code (parameters $1 destination, $2 purpose). */
+const IN_FLOW = `(destination = $1 AND purpose = $2 AND ${ACTIVE})`;
+
+/** A send history read under the destination's lock, with the database's clock. */
+export interface LockedHistory {
+  now: Date;
+  history: SendHistoryEntry[];
+  idempotent: OtpRequest | null;
+}
+
+export interface NewOtpRequest {
+  id: string;
+  destination: string;
+  purpose: string;
+  channel: OtpChannel;
+  codeHash: string;
+  codeLength: number;
+  maxAttempts: number;
+  createdAt: Date;
+  expiresAt: Date;
+  resendAvailableAt: Date;
+  idempotencyKey: string | null;
+  requestFingerprint: string | null;
+}
+
+/** What a reserved verify attempt hands back: enough to check the guess outside any lock. */
+export interface ReservedAttempt {
+  id: string;
+  codeHash: string;
+  attemptsUsed: number;
+  maxAttempts: number;
+}
+
+/**
+ * Every query on `otp_requests`. All SQL is parameterized; every statement that decides something
+ * is a single conditional UPDATE, or runs under the destination's advisory lock, so concurrent
+ * requests on one or many instances cannot overrun a limit.
+ */
+@Injectable()
+export class OtpRequestRepository {
+  constructor(@Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource) {}
+
+  /**
+   * Runs `work` in a transaction holding the destination's advisory lock, so every send to one
+   * destination (any purpose, any instance) decides on history nobody else is changing. Lock keys
+   * for an idempotency key are taken first, always in the same order, so no two sends deadlock.
+   */
+  async inDestinationLock<T>(
+    destination: string,
+    idempotencyKey: string | null,
+    work: (runner: QueryRunner) => Promise<T>,
+  ): Promise<T> {
+    const runner = this.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.startTransaction();
+      try {
+        await runner.query(
+          `SELECT pg_advisory_xact_lock(hashtextextended('otp-idem:' || $2, 0))
+             FROM (SELECT 1) one WHERE $2::text IS NOT NULL
+           UNION ALL SELECT pg_advisory_xact_lock(hashtextextended('otp-dest:' || $1, 0))`,
+          [destination, idempotencyKey],
+        );
+        const result = await work(runner);
+        await runner.commitTransaction();
+        return result;
+      } catch (error) {
+        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+
+  /**
+   * The destination's send history over the policy window, the database's clock, and the row an
+   * idempotency key already names (if any, within the window): one round trip.
+   */
+  async loadHistory(
+    runner: QueryRunner,
+    destination: string,
+    idempotencyKey: string | null,
+  ): Promise<LockedHistory> {
+    const [head] = (await runner.query(
+      `SELECT statement_timestamp() AS now,
+         COALESCE((SELECT json_agg(json_build_object(
+             'purpose', h.purpose, 'createdAt', h.created_at, 'deliveryStatus', h.delivery_status,
+             'verifiedAt', h.verified_at, 'exhaustedAt', h.exhausted_at))
+           FROM otp_requests h
+           WHERE h.destination = $1
+             AND h.created_at > statement_timestamp() - make_interval(secs => $3)), '[]') AS history,
+         (SELECT row_to_json(i) FROM otp_requests i
+           WHERE $2::text IS NOT NULL AND i.idempotency_key = $2
+             AND i.created_at > statement_timestamp() - make_interval(secs => $3)) AS idempotent`,
+      [destination, idempotencyKey, POLICY_WINDOW_SECONDS],
+    )) as { now: Date; history: JsonHistory[]; idempotent: JsonRow | null }[];
+    if (!head) throw new Error('history query returned no row');
+    return {
+      now: head.now,
+      history: head.history.map((h) => ({
+        purpose: h.purpose,
+        createdAt: new Date(h.createdAt),
+        deliveryStatus: h.deliveryStatus,
+        verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
+        exhaustedAt: h.exhaustedAt ? new Date(h.exhaustedAt) : null,
+      })),
+      idempotent: head.idempotent ? toEntity(reviveRow(head.idempotent)) : null,
+    };
+  }
+
+  /**
+   * Supersedes the flow's active code and inserts the new send. An idempotency key still held by a
+   * row older than the window is released first, so the key can be used again.
+   */
+  async insertSuperseding(runner: QueryRunner, row: NewOtpRequest): Promise<void> {
+    // One UPDATE for both, since a row may match both (a stale active code holding the key).
+    await runner.query(
+      `UPDATE otp_requests SET
+         superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
+         code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
+         idempotency_key = CASE WHEN idempotency_key = $4 THEN NULL ELSE idempotency_key END
+       WHERE ${IN_FLOW} OR ($4::text IS NOT NULL AND idempotency_key = $4)`,
+      [row.destination, row.purpose, row.createdAt, row.idempotencyKey],
+    );
+    await runner.query(
+      `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+         max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
+         request_fingerprint)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+      [
+        row.id,
+        row.destination,
+        row.purpose,
+        row.channel,
+        row.codeHash,
+        row.codeLength,
+        row.maxAttempts,
+        row.createdAt,
+        row.expiresAt,
+        row.resendAvailableAt,
+        row.idempotencyKey,
+        row.requestFingerprint,
+      ],
+    );
+  }
+
+  /** Records a successful delivery and the channel that carried it. */
+  async markDelivered(id: string, channel: OtpChannel): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = statement_timestamp(),
+         channel = $2 WHERE id = $1`,
+      [id, channel],
+    );
+  }
+
+  /**
+   * Records a failed delivery: the code can never verify (its hash is dropped) and the
+   * idempotency key is released, so a retry with the same key sends again.
+   */
+  async markFailed(id: string): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE otp_requests SET delivery_status = 'failed', code_hash = NULL, idempotency_key = NULL
+        WHERE id = $1`,
+      [id],
+    );
+  }
+
+  /**
+   * Reserves one attempt on the flow's active code, if it has one left and has not expired: a single
+   * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them.
+   */
+  async reserveAttempt(destination: string, purpose: string): Promise<ReservedAttempt | null> {
+    const rows = (await this.dataSource.query(
+      `WITH reserved AS (
+         UPDATE otp_requests SET attempts_used = attempts_used + 1
+          WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
+            AND attempts_used < max_attempts AND expires_at > statement_timestamp()
+            AND code_hash IS NOT NULL
+          RETURNING id, code_hash, attempts_used, max_attempts)
+       SELECT * FROM reserved`,
+      [destination, purpose],
+    )) as Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>[];
+    const row = rows[0];
+    if (!row || !row.code_hash) return null;
+    return {
+      id: row.id,
+      codeHash: row.code_hash,
+      attemptsUsed: row.attempts_used,
+      maxAttempts: row.max_attempts,
+    };
+  }
+
+  /**
+   * Marks a code verified and attaches the verification token, unless something (a resend, the
+   * last wrong guess) ended the code meanwhile. True when this call verified it.
+   */
+  async markVerified(id: string, tokenHash: string, tokenTtlSeconds: number): Promise<Date | null> {
+    const rows = (await this.dataSource.query(
+      `WITH verified AS (
+         UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
+           token_hash = $2, token_expires_at = statement_timestamp() + make_interval(secs => $3)
+          WHERE id = $1 AND ${ACTIVE} AND expires_at > statement_timestamp()
+          RETURNING token_expires_at)
+       SELECT * FROM verified`,
+      [id, tokenHash, tokenTtlSeconds],
+    )) as { token_expires_at: Date }[];
+    return rows[0]?.token_expires_at ?? null;
+  }
+
+  /** Marks a code exhausted once its attempts are all used, unless it was verified meanwhile. */
+  async markExhausted(id: string): Promise<void> {
+    await this.dataSource.query(
+      `UPDATE otp_requests SET exhausted_at = statement_timestamp(), code_hash = NULL
+        WHERE id = $1 AND attempts_used >= max_attempts AND ${ACTIVE}`,
+      [id],
+    );
+  }
+
+  /**
+   * The flow's newest code that was not superseded or failed, with the database clock: why a
+   * verify found nothing to reserve (never sent, expired, used, exhausted).
+   */
+  async findLatestInFlow(
+    destination: string,
+    purpose: string,
+  ): Promise<{ now: Date; latest: OtpRequest | null }> {
+    const [head] = (await this.dataSource.query(
+      `SELECT statement_timestamp() AS now,
+         (SELECT row_to_json(r) FROM otp_requests r
+           WHERE r.destination = $1 AND r.purpose = $2 AND r.superseded_at IS NULL
+             AND r.delivery_status <> 'failed'
+           ORDER BY r.created_at DESC LIMIT 1) AS latest`,
+      [destination, purpose],
+    )) as { now: Date; latest: JsonRow | null }[];
+    return {
+      now: head?.now ?? new Date(),
+      latest: head?.latest ? toEntity(reviveRow(head.latest)) : null,
+    };
+  }
+
+  /** The send history of a destination (not under a lock: for reporting only) and the clock. */
+  async readHistory(destination: string): Promise<{ now: Date; history: SendHistoryEntry[] }> {
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      const { now, history } = await this.loadHistory(runner, destination, null);
+      return { now, history };
+    } finally {
+      await runner.release();
+    }
+  }
+
+  /** One request by id, with the database clock. */
+  async findById(id: string): Promise<{ now: Date; request: OtpRequest | null }> {
+    const [head] = (await this.dataSource.query(
+      `SELECT statement_timestamp() AS now,
+         (SELECT row_to_json(r) FROM otp_requests r WHERE r.id = $1) AS request`,
+      [id],
+    )) as { now: Date; request: JsonRow | null }[];
+    return {
+      now: head?.now ?? new Date(),
+      request: head?.request ? toEntity(reviveRow(head.request)) : null,
+    };
+  }
+
+  /**
+   * Consumes a verification token: one conditional UPDATE, so a token passes exactly once even
+   * when presented many times at once. Returns what it verified, or null.
+   */
+  async consumeToken(
+    tokenHash: string,
+    purpose: string,
+  ): Promise<{ requestId: string; destination: string; purpose: string } | null> {
+    const rows = (await this.dataSource.query(
+      `WITH consumed AS (
+         UPDATE otp_requests SET token_used_at = statement_timestamp()
+          WHERE token_hash = $1 AND purpose = $2 AND token_used_at IS NULL
+            AND token_expires_at > statement_timestamp()
+          RETURNING id, destination, purpose)
+       SELECT * FROM consumed`,
+      [tokenHash, purpose],
+    )) as { id: string; destination: string; purpose: string }[];
+    const row = rows[0];
+    return row ? { requestId: row.id, destination: row.destination, purpose: row.purpose } : null;
+  }
+}
+
+/** json_agg / row_to_json hand timestamps back as strings. */
+interface JsonHistory {
+  purpose: string;
+  createdAt: string;
+  deliveryStatus: DeliveryStatus;
+  verifiedAt: string | null;
+  exhaustedAt: string | null;
+}
+type JsonRow = Record<keyof OtpRequestRow, unknown>;
+
+const TIMESTAMP_COLUMNS = [
+  'created_at',
+  'expires_at',
+  'resend_available_at',
+  'delivered_at',
+  'verified_at',
+  'exhausted_at',
+  'superseded_at',
+  'token_expires_at',
+  'token_used_at',
+] as const;
+
+function reviveRow(json: JsonRow): OtpRequestRow {
+  const row = { ...json } as Record<string, unknown>;
+  for (const column of TIMESTAMP_COLUMNS) {
+    const value = row[column];
+    row[column] = value === null || value === undefined ? null : new Date(value as string);
+  }
+  return row as unknown as OtpRequestRow;
+}

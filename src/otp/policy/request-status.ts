@@ -1,0 +1,26 @@
+import type { DeliveryStatus, OtpRequestStatus } from '../otp.types.js';
+
+export interface RequestLifecycle {
+  deliveryStatus: DeliveryStatus;
+  expiresAt: Date;
+  verifiedAt: Date | null;
+  exhaustedAt: Date | null;
+  supersededAt: Date | null;
+  attemptsUsed: number;
+  maxAttempts: number;
+}
+
+/** The status the status route reports, derived from the row's timestamps and the clock. */
+export function requestStatus(row: RequestLifecycle, now: Date): OtpRequestStatus {
+  if (row.verifiedAt) return 'verified';
+  if (row.deliveryStatus === 'failed') return 'failed';
+  if (row.exhaustedAt || row.attemptsUsed >= row.maxAttempts) return 'exhausted';
+  if (row.supersededAt) return 'superseded';
+  if (row.expiresAt <= now) return 'expired';
+  return 'pending';
+}
+
+/** Attempts left on a code: none once it can no longer verify. */
+export function attemptsRemaining(row: RequestLifecycle, now: Date): number {
+  return requestStatus(row, now) === 'pending' ? Math.max(0, row.maxAttempts - row.attemptsUsed) : 0;
+}
