@@ -8,7 +8,9 @@ import { otpMigrations } from './migrations/index.js';
  */
 const url = process.env.DATABASE_URL;
 if (!url) {
-  throw new Error('Set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/nest_otp) to run migrations.');
+  throw new Error(
+    'Set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/nest_otp) to run migrations.',
+  );
 }
 
 export default new DataSource({

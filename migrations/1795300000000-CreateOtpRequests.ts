@@ -53,7 +53,9 @@ export class CreateOtpRequests1795300000000 implements MigrationInterface {
     await queryRunner.query(`
       CREATE UNIQUE INDEX otp_requests_token_hash_uq ON otp_requests (token_hash)
       WHERE token_hash IS NOT NULL`);
-    await queryRunner.query(`CREATE INDEX otp_requests_created_at_idx ON otp_requests (created_at)`);
+    await queryRunner.query(
+      `CREATE INDEX otp_requests_created_at_idx ON otp_requests (created_at)`,
+    );
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {

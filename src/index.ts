@@ -1,6 +1,14 @@
 export { OtpModule } from './otp/otp.module.js';
-export { OTP_FOR_ROOT_ASYNC_OPTIONS, OTP_FOR_ROOT_OPTIONS, type OtpModuleExtras } from './otp/otp.module-definition.js';
-export { OtpModuleOptions, resolveOtpOptions, type OtpModuleOptionsInput } from './otp/otp.options.js';
+export {
+  OTP_FOR_ROOT_ASYNC_OPTIONS,
+  OTP_FOR_ROOT_OPTIONS,
+  type OtpModuleExtras,
+} from './otp/otp.module-definition.js';
+export {
+  OtpModuleOptions,
+  resolveOtpOptions,
+  type OtpModuleOptionsInput,
+} from './otp/otp.options.js';
 export { OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS, OTP_TOKEN_HEADER } from './otp/otp.constants.js';
 export {
   OtpService,

@@ -18,7 +18,12 @@ import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpExceptionFilter } from './errors/otp-exception.filter.js';
 import { ValidationFailedError } from './errors/otp.errors.js';
 import { OtpThrottlerGuard } from './guards/otp-throttler.guard.js';
-import { OtpService, type OtpRequestView, type SendOtpResult, type VerifyOtpResult } from './otp.service.js';
+import {
+  OtpService,
+  type OtpRequestView,
+  type SendOtpResult,
+  type VerifyOtpResult,
+} from './otp.service.js';
 
 // 1-255 printable ASCII characters (the contract's Idempotency-Key).
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;

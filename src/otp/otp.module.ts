@@ -1,5 +1,10 @@
 import { Module } from '@nestjs/common';
-import { getOptionsToken, getStorageToken, ThrottlerStorageService, type ThrottlerModuleOptions } from '@nestjs/throttler';
+import {
+  getOptionsToken,
+  getStorageToken,
+  ThrottlerStorageService,
+  type ThrottlerModuleOptions,
+} from '@nestjs/throttler';
 import { DataSource } from 'typeorm';
 import { createCodeHasher } from './crypto/code-hasher.js';
 import { ConsoleOtpProvider } from './delivery/console.provider.js';
@@ -8,7 +13,11 @@ import { OtpThrottlerGuard } from './guards/otp-throttler.guard.js';
 import { OtpTokenGuard } from './guards/otp-token.guard.js';
 import { OTP_DATA_SOURCE, OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS } from './otp.constants.js';
 import { OTP_MODULE_INPUT, OtpConfigurableModule } from './otp.module-definition.js';
-import { resolveOtpOptions, type OtpModuleOptions, type OtpModuleOptionsInput } from './otp.options.js';
+import {
+  resolveOtpOptions,
+  type OtpModuleOptions,
+  type OtpModuleOptionsInput,
+} from './otp.options.js';
 import { OtpService } from './otp.service.js';
 import { OtpRequestRepository } from './persistence/otp-request.repository.js';
 
@@ -66,7 +75,8 @@ import { OtpRequestRepository } from './persistence/otp-request.repository.js';
     },
     {
       provide: getStorageToken(),
-      useFactory: (options: OtpModuleOptions) => options.throttleStorage ?? new ThrottlerStorageService(),
+      useFactory: (options: OtpModuleOptions) =>
+        options.throttleStorage ?? new ThrottlerStorageService(),
       inject: [OTP_OPTIONS],
     },
     OtpRequestRepository,

@@ -89,7 +89,8 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   const options: OtpModuleOptions = { ...new OtpModuleOptions(), ...defined };
   const problems: string[] = [];
   const positiveInt = (name: keyof OtpModuleOptions, value: unknown): void => {
-    if (!Number.isInteger(value) || (value as number) < 1) problems.push(`${name} must be a positive integer`);
+    if (!Number.isInteger(value) || (value as number) < 1)
+      problems.push(`${name} must be a positive integer`);
   };
   if (!Number.isInteger(options.codeLength) || options.codeLength < 4 || options.codeLength > 10) {
     problems.push('codeLength must be an integer from 4 to 10');
@@ -109,7 +110,11 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   }
   for (const key of ['resendCooldownSeconds', 'lockoutStepSeconds'] as const) {
     const list = options[key];
-    if (!Array.isArray(list) || list.length === 0 || list.some((s) => !Number.isInteger(s) || s < 0)) {
+    if (
+      !Array.isArray(list) ||
+      list.length === 0 ||
+      list.some((s) => !Number.isInteger(s) || s < 0)
+    ) {
       problems.push(`${key} must be a non-empty list of whole seconds`);
     }
   }

@@ -4,7 +4,11 @@ import { generateCode } from './crypto/code-generator.js';
 import type { CodeHasher } from './crypto/code-hasher.js';
 import { createVerificationToken, hashVerificationToken } from './crypto/verification-token.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
-import { maskDestination, normalizeDestination, resolveChannel } from './destination/destination.js';
+import {
+  maskDestination,
+  normalizeDestination,
+  resolveChannel,
+} from './destination/destination.js';
 import {
   AttemptsExceededError,
   CodeExpiredError,
@@ -17,7 +21,12 @@ import {
 } from './errors/otp.errors.js';
 import { OTP_HASHER, OTP_OPTIONS } from './otp.constants.js';
 import type { OtpModuleOptions } from './otp.options.js';
-import { OTP_CHANNELS, PURPOSE_PATTERN, type OtpChannel, type OtpRequestStatus } from './otp.types.js';
+import {
+  OTP_CHANNELS,
+  PURPOSE_PATTERN,
+  type OtpChannel,
+  type OtpRequestStatus,
+} from './otp.types.js';
 import type { OtpRequest } from './persistence/otp-request.entity.js';
 import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-request.repository.js';
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
@@ -109,7 +118,9 @@ export class OtpService {
     const purpose = this.checkPurpose(input.purpose);
     const idempotencyKey = input.idempotencyKey ?? null;
     const fingerprint = idempotencyKey
-      ? createHash('sha256').update(JSON.stringify([destination.value, channel, purpose])).digest('hex')
+      ? createHash('sha256')
+          .update(JSON.stringify([destination.value, channel, purpose]))
+          .digest('hex')
       : null;
 
     // Hashed before the lock is taken: bcrypt is slow, and the lock should be held for round trips only.
@@ -118,32 +129,47 @@ export class OtpService {
     const codeHash = await this.hasher.hash(code, id);
 
     type Outcome = { replay: OtpRequest } | { created: NewOtpRequest };
-    const outcome = await this.requests.inDestinationLock(destination.value, idempotencyKey, async (runner): Promise<Outcome> => {
-      const { now, history, idempotent } = await this.requests.loadHistory(runner, destination.value, idempotencyKey);
-      if (idempotent) {
-        if (idempotent.requestFingerprint !== fingerprint) throw new IdempotencyKeyReusedError();
-        return { replay: idempotent };
-      }
-      const decision = evaluateSend(history, purpose, now, this.policy);
-      if (!decision.allowed) throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
-      const created = { purpose, createdAt: now, deliveryStatus: 'pending' as const, verifiedAt: null, exhaustedAt: null };
-      const row: NewOtpRequest = {
-        id,
-        destination: destination.value,
-        purpose,
-        channel,
-        codeHash,
-        codeLength: this.options.codeLength,
-        maxAttempts: this.options.maxAttempts,
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
-        resendAvailableAt: nextSendAt([...history, created], purpose, now, this.policy),
-        idempotencyKey,
-        requestFingerprint: fingerprint,
-      };
-      await this.requests.insertSuperseding(runner, row);
-      return { created: row };
-    });
+    const outcome = await this.requests.inDestinationLock(
+      destination.value,
+      idempotencyKey,
+      async (runner): Promise<Outcome> => {
+        const { now, history, idempotent } = await this.requests.loadHistory(
+          runner,
+          destination.value,
+          idempotencyKey,
+        );
+        if (idempotent) {
+          if (idempotent.requestFingerprint !== fingerprint) throw new IdempotencyKeyReusedError();
+          return { replay: idempotent };
+        }
+        const decision = evaluateSend(history, purpose, now, this.policy);
+        if (!decision.allowed)
+          throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
+        const created = {
+          purpose,
+          createdAt: now,
+          deliveryStatus: 'pending' as const,
+          verifiedAt: null,
+          exhaustedAt: null,
+        };
+        const row: NewOtpRequest = {
+          id,
+          destination: destination.value,
+          purpose,
+          channel,
+          codeHash,
+          codeLength: this.options.codeLength,
+          maxAttempts: this.options.maxAttempts,
+          createdAt: now,
+          expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
+          resendAvailableAt: nextSendAt([...history, created], purpose, now, this.policy),
+          idempotencyKey,
+          requestFingerprint: fingerprint,
+        };
+        await this.requests.insertSuperseding(runner, row);
+        return { created: row };
+      },
+    );
     if ('replay' in outcome) return this.sendResult(outcome.replay);
 
     const row = outcome.created;
@@ -185,7 +211,11 @@ export class OtpService {
 
     if (await this.hasher.matches(input.code, attempt.id, attempt.codeHash)) {
       const token = createVerificationToken();
-      const tokenExpiresAt = await this.requests.markVerified(attempt.id, token.hash, this.options.tokenTtlSeconds);
+      const tokenExpiresAt = await this.requests.markVerified(
+        attempt.id,
+        token.hash,
+        this.options.tokenTtlSeconds,
+      );
       // Null: a resend or the last wrong guess ended the code while this guess was being checked.
       if (!tokenExpiresAt) throw await this.noActiveCode(destination.value, purpose);
       return { verified: true, verificationToken: token.token, tokenExpiresAt };
@@ -227,7 +257,14 @@ export class OtpService {
   private sendResult(
     row: Pick<
       OtpRequest,
-      'id' | 'destination' | 'channel' | 'purpose' | 'expiresAt' | 'codeLength' | 'maxAttempts' | 'resendAvailableAt'
+      | 'id'
+      | 'destination'
+      | 'channel'
+      | 'purpose'
+      | 'expiresAt'
+      | 'codeLength'
+      | 'maxAttempts'
+      | 'resendAvailableAt'
     >,
   ): SendOtpResult {
     return {

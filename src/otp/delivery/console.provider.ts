@@ -8,14 +8,18 @@ import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
 export class ConsoleOtpProvider implements OtpProvider {
   readonly name = 'console';
 
-  constructor(private readonly write: (line: string) => void = (line) => process.stdout.write(line)) {}
+  constructor(
+    private readonly write: (line: string) => void = (line) => process.stdout.write(line),
+  ) {}
 
   supports(_channel: OtpChannel): boolean {
     return true;
   }
 
   deliver(message: OtpMessage): Promise<void> {
-    this.write(`[nest-otp console] ${message.channel} to ${message.destination} (${message.purpose}): ${message.text}\n`);
+    this.write(
+      `[nest-otp console] ${message.channel} to ${message.destination} (${message.purpose}): ${message.text}\n`,
+    );
     return Promise.resolve();
   }
 }

@@ -3,10 +3,7 @@ import type { ValidationError } from 'class-validator';
 import { ValidationFailedError } from '../errors/otp.errors.js';
 
 const messages = (errors: ValidationError[]): string[] =>
-  errors.flatMap((e) => [
-    ...Object.values(e.constraints ?? {}),
-    ...messages(e.children ?? []),
-  ]);
+  errors.flatMap((e) => [...Object.values(e.constraints ?? {}), ...messages(e.children ?? [])]);
 
 /**
  * class-validator over every body: unknown fields refused, no implicit type conversion (a number

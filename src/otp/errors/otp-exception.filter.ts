@@ -46,7 +46,8 @@ export class OtpExceptionFilter implements ExceptionFilter {
     const response = host.switchToHttp().getResponse<HttpResponseLike>();
     const error = this.toOtpError(exception);
     if (response.headersSent) return;
-    if (error instanceof OtpRetryableError) response.setHeader('Retry-After', String(error.retryAfter));
+    if (error instanceof OtpRetryableError)
+      response.setHeader('Retry-After', String(error.retryAfter));
     response.status(error.getStatus()).json(error.getResponse());
   }
 
@@ -55,9 +56,9 @@ export class OtpExceptionFilter implements ExceptionFilter {
     const fromBodyParser = bodyParserError(exception);
     if (fromBodyParser) return fromBodyParser;
     if (exception instanceof HttpException) {
-      const status = exception.getStatus();
-      if (status === HttpStatus.PAYLOAD_TOO_LARGE) return new PayloadTooLargeError();
-      if (status === HttpStatus.BAD_REQUEST) {
+      const status: number = exception.getStatus();
+      if (status === Number(HttpStatus.PAYLOAD_TOO_LARGE)) return new PayloadTooLargeError();
+      if (status === Number(HttpStatus.BAD_REQUEST)) {
         return new ValidationFailedError(['request body is not valid JSON']);
       }
       const body = exception.getResponse();
@@ -71,7 +72,14 @@ export class OtpExceptionFilter implements ExceptionFilter {
       this.logger.warn(`database unavailable: ${(exception as Error).message}`);
       return new ServiceUnavailableError();
     }
-    this.logger.error('unhandled error', exception instanceof Error ? exception.stack : String(exception));
-    return new OtpError(HttpStatus.INTERNAL_SERVER_ERROR, 'INTERNAL_ERROR', 'Internal server error.');
+    this.logger.error(
+      'unhandled error',
+      exception instanceof Error ? exception.stack : String(exception),
+    );
+    return new OtpError(
+      HttpStatus.INTERNAL_SERVER_ERROR,
+      'INTERNAL_ERROR',
+      'Internal server error.',
+    );
   }
 }

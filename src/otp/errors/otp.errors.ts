@@ -42,7 +42,11 @@ export class ValidationFailedError extends OtpError {
 
 export class DestinationNotAllowedError extends OtpError {
   constructor() {
-    super(HttpStatus.BAD_REQUEST, 'OTP_DESTINATION_NOT_ALLOWED', 'Codes cannot be sent to this destination.');
+    super(
+      HttpStatus.BAD_REQUEST,
+      'OTP_DESTINATION_NOT_ALLOWED',
+      'Codes cannot be sent to this destination.',
+    );
   }
 }
 
@@ -81,7 +85,11 @@ export class AttemptsExceededError extends OtpRetryableError {
 export class CodeExpiredError extends OtpError {
   constructor() {
     // One message whatever the reason, so it reveals neither use nor expiry time.
-    super(HttpStatus.GONE, 'OTP_EXPIRED', 'This code is invalid or has expired. Request a new code.');
+    super(
+      HttpStatus.GONE,
+      'OTP_EXPIRED',
+      'This code is invalid or has expired. Request a new code.',
+    );
   }
 }
 

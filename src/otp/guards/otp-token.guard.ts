@@ -27,7 +27,9 @@ export class OtpTokenGuard implements CanActivate {
       context.getClass(),
     ]);
     if (!purpose) return true;
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, unknown> } & Partial<OtpVerifiedRequest>>();
+    const request = context
+      .switchToHttp()
+      .getRequest<{ headers: Record<string, unknown> } & Partial<OtpVerifiedRequest>>();
     const verification = await this.otp.consumeToken(this.getToken(request.headers), purpose);
     if (!verification) throw new TokenInvalidError();
     request.otp = verification;

@@ -232,7 +232,9 @@ export class OtpRequestRepository {
    * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them.
    */
   async reserveAttempt(destination: string, purpose: string): Promise<ReservedAttempt | null> {
-    const rows = (await this.dataSource.query(
+    const rows = await this.dataSource.query<
+      Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>[]
+    >(
       `WITH reserved AS (
          UPDATE otp_requests SET attempts_used = attempts_used + 1
           WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
@@ -241,7 +243,7 @@ export class OtpRequestRepository {
           RETURNING id, code_hash, attempts_used, max_attempts)
        SELECT * FROM reserved`,
       [destination, purpose],
-    )) as Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>[];
+    );
     const row = rows[0];
     if (!row || !row.code_hash) return null;
     return {
@@ -257,7 +259,7 @@ export class OtpRequestRepository {
    * last wrong guess) ended the code meanwhile. True when this call verified it.
    */
   async markVerified(id: string, tokenHash: string, tokenTtlSeconds: number): Promise<Date | null> {
-    const rows = (await this.dataSource.query(
+    const rows = await this.dataSource.query<{ token_expires_at: Date }[]>(
       `WITH verified AS (
          UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
            token_hash = $2, token_expires_at = statement_timestamp() + make_interval(secs => $3)
@@ -265,7 +267,7 @@ export class OtpRequestRepository {
           RETURNING token_expires_at)
        SELECT * FROM verified`,
       [id, tokenHash, tokenTtlSeconds],
-    )) as { token_expires_at: Date }[];
+    );
     return rows[0]?.token_expires_at ?? null;
   }
 
@@ -286,14 +288,14 @@ export class OtpRequestRepository {
     destination: string,
     purpose: string,
   ): Promise<{ now: Date; latest: OtpRequest | null }> {
-    const [head] = (await this.dataSource.query(
+    const [head] = await this.dataSource.query<{ now: Date; latest: JsonRow | null }[]>(
       `SELECT statement_timestamp() AS now,
          (SELECT row_to_json(r) FROM otp_requests r
            WHERE r.destination = $1 AND r.purpose = $2 AND r.superseded_at IS NULL
              AND r.delivery_status <> 'failed'
            ORDER BY r.created_at DESC LIMIT 1) AS latest`,
       [destination, purpose],
-    )) as { now: Date; latest: JsonRow | null }[];
+    );
     return {
       now: head?.now ?? new Date(),
       latest: head?.latest ? toEntity(reviveRow(head.latest)) : null,
@@ -313,11 +315,11 @@ export class OtpRequestRepository {
 
   /** One request by id, with the database clock. */
   async findById(id: string): Promise<{ now: Date; request: OtpRequest | null }> {
-    const [head] = (await this.dataSource.query(
+    const [head] = await this.dataSource.query<{ now: Date; request: JsonRow | null }[]>(
       `SELECT statement_timestamp() AS now,
          (SELECT row_to_json(r) FROM otp_requests r WHERE r.id = $1) AS request`,
       [id],
-    )) as { now: Date; request: JsonRow | null }[];
+    );
     return {
       now: head?.now ?? new Date(),
       request: head?.request ? toEntity(reviveRow(head.request)) : null,
@@ -332,7 +334,9 @@ export class OtpRequestRepository {
     tokenHash: string,
     purpose: string,
   ): Promise<{ requestId: string; destination: string; purpose: string } | null> {
-    const rows = (await this.dataSource.query(
+    const rows = await this.dataSource.query<
+      { id: string; destination: string; purpose: string }[]
+    >(
       `WITH consumed AS (
          UPDATE otp_requests SET token_used_at = statement_timestamp()
           WHERE token_hash = $1 AND purpose = $2 AND token_used_at IS NULL
@@ -340,7 +344,7 @@ export class OtpRequestRepository {
           RETURNING id, destination, purpose)
        SELECT * FROM consumed`,
       [tokenHash, purpose],
-    )) as { id: string; destination: string; purpose: string }[];
+    );
     const row = rows[0];
     return row ? { requestId: row.id, destination: row.destination, purpose: row.purpose } : null;
   }

@@ -22,5 +22,7 @@ export function requestStatus(row: RequestLifecycle, now: Date): OtpRequestStatu
 
 /** Attempts left on a code: none once it can no longer verify. */
 export function attemptsRemaining(row: RequestLifecycle, now: Date): number {
-  return requestStatus(row, now) === 'pending' ? Math.max(0, row.maxAttempts - row.attemptsUsed) : 0;
+  return requestStatus(row, now) === 'pending'
+    ? Math.max(0, row.maxAttempts - row.attemptsUsed)
+    : 0;
 }

@@ -28,7 +28,8 @@ export interface SendLimit {
   until: Date;
 }
 
-export type SendDecision = { allowed: true } | ({ allowed: false; retryAfterSeconds: number } & SendLimit);
+export type SendDecision =
+  { allowed: true } | ({ allowed: false; retryAfterSeconds: number } & SendLimit);
 
 const addSeconds = (date: Date, seconds: number): Date => new Date(date.getTime() + seconds * 1000);
 const latest = (dates: Date[]): Date | null =>

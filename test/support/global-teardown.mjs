@@ -1,0 +1,9 @@
+import { dropDatabase } from '../../dist/src/example/database.js';
+
+/** Drops the run's database, and stops the embedded server if one was started. */
+export default async function globalTeardown() {
+  const adminUrl = process.env.TEST_ADMIN_DATABASE_URL;
+  const url = process.env.TEST_DATABASE_URL;
+  if (adminUrl && url) await dropDatabase(adminUrl, url);
+  await globalThis.__nestOtpTestServer?.release();
+}
