@@ -8,7 +8,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * - unique (destination, purpose) over active rows: at most one active code per flow, enforced by
  *   the database itself; also the verify lookup.
  * - unique idempotency_key, unique token_hash: idempotent replays and token consumption.
- * - created_at: retention purge.
+ * - created_at: retention purge; expires_at over rows still holding a hash: dropping expired hashes.
  */
 export class CreateOtpRequests1795300000000 implements MigrationInterface {
   name = 'CreateOtpRequests1795300000000';
@@ -56,6 +56,9 @@ export class CreateOtpRequests1795300000000 implements MigrationInterface {
     await queryRunner.query(
       `CREATE INDEX otp_requests_created_at_idx ON otp_requests (created_at)`,
     );
+    await queryRunner.query(`
+      CREATE INDEX otp_requests_live_hash_expires_at_idx ON otp_requests (expires_at)
+      WHERE code_hash IS NOT NULL`);
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {

@@ -20,6 +20,7 @@ import {
 } from './otp.options.js';
 import { OtpService } from './otp.service.js';
 import { OtpRequestRepository } from './persistence/otp-request.repository.js';
+import { OtpRetentionService } from './retention/otp-retention.service.js';
 
 /**
  * One-time-passcode verification: `OtpService`, the OTP routes (`OtpController`, under the
@@ -80,11 +81,12 @@ import { OtpRequestRepository } from './persistence/otp-request.repository.js';
       inject: [OTP_OPTIONS],
     },
     OtpRequestRepository,
+    OtpRetentionService,
     OtpDeliveryService,
     OtpService,
     OtpThrottlerGuard,
     OtpTokenGuard,
   ],
-  exports: [OTP_OPTIONS, OtpService, OtpTokenGuard],
+  exports: [OTP_OPTIONS, OtpService, OtpTokenGuard, OtpRetentionService],
 })
 export class OtpModule extends OtpConfigurableModule {}

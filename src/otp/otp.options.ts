@@ -36,6 +36,13 @@ export class OtpModuleOptions {
    * may delete them. Default `86400`.
    */
   historyWindowSeconds = 86_400;
+  /**
+   * Retention: `purge()` deletes rows older than this (never less than the longest policy window,
+   * 24 h, nor a code's or token's lifetime). Default `86400`.
+   */
+  retentionSeconds = 86_400;
+  /** Purge on a schedule in the app, every this many seconds; `0` turns it off. Default `0`. */
+  purgeIntervalSeconds = 0;
   /** How codes are hashed at rest: `bcrypt` or `hmac` (HMAC-SHA256 keyed with `hmacSecret`). Default `'bcrypt'`. */
   hasher: 'bcrypt' | 'hmac' = 'bcrypt';
   /** bcrypt cost factor. Default `10`. */
@@ -117,6 +124,12 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
     ) {
       problems.push(`${key} must be a non-empty list of whole seconds`);
     }
+  }
+  if (!Number.isInteger(options.retentionSeconds) || options.retentionSeconds < 86_400) {
+    problems.push('retentionSeconds must be at least 86400 (the 24 h policy window)');
+  }
+  if (!Number.isInteger(options.purgeIntervalSeconds) || options.purgeIntervalSeconds < 0) {
+    problems.push('purgeIntervalSeconds must be 0 (off) or a positive integer');
   }
   if (options.hasher !== 'bcrypt' && options.hasher !== 'hmac') {
     problems.push(`hasher must be 'bcrypt' or 'hmac'`);

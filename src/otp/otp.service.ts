@@ -30,6 +30,8 @@ import {
 import type { OtpRequest } from './persistence/otp-request.entity.js';
 import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-request.repository.js';
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
+import type { PurgeResult } from './retention/otp-retention.js';
+import { OtpRetentionService } from './retention/otp-retention.service.js';
 import { evaluateSend, nextSendAt, secondsUntil, type SendPolicy } from './policy/send-policy.js';
 
 export interface SendOtpInput {
@@ -99,6 +101,7 @@ export class OtpService {
     @Inject(OTP_HASHER) private readonly hasher: CodeHasher,
     private readonly requests: OtpRequestRepository,
     private readonly delivery: OtpDeliveryService,
+    private readonly retention: OtpRetentionService,
   ) {
     this.policy = {
       resendCooldownSeconds: options.resendCooldownSeconds,
@@ -252,6 +255,14 @@ export class OtpService {
   async consumeToken(token: string | undefined, purpose: string): Promise<OtpVerification | null> {
     if (!token || !TOKEN.test(token)) return null;
     return this.requests.consumeToken(hashVerificationToken(token), purpose);
+  }
+
+  /**
+   * Deletes history older than the retention window (24 h by default) in batches, and drops the
+   * hashes of expired codes. Safe to run on many instances at once.
+   */
+  purge(): Promise<PurgeResult> {
+    return this.retention.purge();
   }
 
   private sendResult(

@@ -1,0 +1,59 @@
+import type { DataSource } from 'typeorm';
+
+export interface PurgeOptions {
+  /** Delete rows created more than this many seconds ago. */
+  olderThanSeconds: number;
+  /** Rows per DELETE statement, so no statement holds many locks or runs long. Default 1000. */
+  batchSize?: number;
+}
+
+export interface PurgeResult {
+  /** Rows deleted. */
+  deleted: number;
+  /** Expired codes whose hash was dropped (they can never verify again). */
+  hashesCleared: number;
+}
+
+/**
+ * Deletes old history in batches and drops the hashes of expired codes. Each batch claims its rows
+ * with `FOR UPDATE SKIP LOCKED`, so any number of instances can purge at once without waiting on
+ * each other or deleting a row twice.
+ */
+export async function purgeOtpRequests(
+  dataSource: DataSource,
+  options: PurgeOptions,
+): Promise<PurgeResult> {
+  const batchSize = options.batchSize ?? 1000;
+  let deleted = 0;
+  for (;;) {
+    const [row] = await dataSource.query<{ n: number }[]>(
+      `WITH doomed AS (
+         SELECT id FROM otp_requests
+          WHERE created_at < statement_timestamp() - make_interval(secs => $1)
+          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+       gone AS (DELETE FROM otp_requests r USING doomed WHERE r.id = doomed.id RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [options.olderThanSeconds, batchSize],
+    );
+    const n = row?.n ?? 0;
+    deleted += n;
+    if (n < batchSize) break;
+  }
+  let hashesCleared = 0;
+  for (;;) {
+    const [row] = await dataSource.query<{ n: number }[]>(
+      `WITH expired AS (
+         SELECT id FROM otp_requests
+          WHERE code_hash IS NOT NULL AND expires_at < statement_timestamp()
+          LIMIT $1 FOR UPDATE SKIP LOCKED),
+       cleared AS (UPDATE otp_requests r SET code_hash = NULL FROM expired
+          WHERE r.id = expired.id RETURNING 1)
+       SELECT count(*)::int AS n FROM cleared`,
+      [batchSize],
+    );
+    const n = row?.n ?? 0;
+    hashesCleared += n;
+    if (n < batchSize) break;
+  }
+  return { deleted, hashesCleared };
+}

@@ -1,0 +1,174 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { DataSource } from 'typeorm';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../src/example/database.js';
+import { OtpService } from '../src/otp/otp.service.js';
+import { purgeOtpRequests } from '../src/otp/retention/otp-retention.js';
+import { CapturingProvider, TEST_SECRET, uniqueEmail } from './support/test-app.js';
+import { createExampleApp } from '../src/example/bootstrap.js';
+import type { INestApplication } from '@nestjs/common';
+
+// Purging deletes every old row of a database, so this file works on a database of its own.
+describe('retention', () => {
+  const adminUrl = (): string => process.env.TEST_ADMIN_DATABASE_URL as string;
+  let url: string;
+  let db: pg.Pool;
+
+  const sql = async <T = Record<string, unknown>>(
+    text: string,
+    params: unknown[] = [],
+  ): Promise<T[]> => (await db.query(text, params)).rows as T[];
+
+  /** Inserts `count` sends (one destination each) created `ageSeconds` ago, each holding a hash. */
+  const seed = (count: number, ageSeconds: number, destination = uniqueEmail()): Promise<unknown> =>
+    sql(
+      `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length, max_attempts,
+         created_at, expires_at, resend_available_at, delivery_status)
+       SELECT gen_random_uuid(), g || '.' || $1, 'login', 'email', 'hmac-sha256$x', 6, 3,
+              now() - make_interval(secs => $2) - make_interval(secs => g),
+              now() - make_interval(secs => $2) - make_interval(secs => g) + interval '300 seconds',
+              now() - make_interval(secs => $2), 'sent'
+         FROM generate_series(1, $3) g`,
+      [destination, ageSeconds, count],
+    );
+
+  const startApp = async (otp: Record<string, unknown> = {}): Promise<INestApplication> => {
+    const app = await createExampleApp(
+      {
+        databaseUrl: url,
+        otp: {
+          hasher: 'hmac',
+          hmacSecret: TEST_SECRET,
+          providers: [new CapturingProvider()],
+          ...otp,
+        },
+      },
+      { logger: false },
+    );
+    await app.init();
+    return app;
+  };
+
+  beforeAll(async () => {
+    url = await createUniqueDatabase(adminUrl(), 'nest_otp_retention');
+    await runOtpMigrations(url);
+    db = new pg.Pool({ connectionString: url });
+  });
+  afterAll(async () => {
+    await db.end();
+    await dropDatabase(adminUrl(), url);
+  });
+
+  it('OtpService.purge() deletes rows past the 24 h window and keeps the rest', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(30, 25 * 3600);
+    await seed(7, 23 * 3600);
+    const app = await startApp();
+    try {
+      const result = await app.get(OtpService).purge();
+      expect(result.deleted).toBe(30);
+      const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+      expect(left?.n).toBe(7);
+      // The survivors expired long ago: their hashes are gone too.
+      expect(result.hashesCleared).toBe(7);
+      const [hashes] = await sql<{ n: number }>(
+        'SELECT count(*)::int AS n FROM otp_requests WHERE code_hash IS NOT NULL',
+      );
+      expect(hashes?.n).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('many purges at once delete every old row exactly once', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(2_000, 30 * 3600);
+    await seed(50, 60);
+    const sources = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const ds = new DataSource({ type: 'postgres', url });
+        return ds.initialize();
+      }),
+    );
+    try {
+      const results = await Promise.all(
+        sources.map((ds) => purgeOtpRequests(ds, { olderThanSeconds: 86_400, batchSize: 100 })),
+      );
+      expect(results.reduce((sum, r) => sum + r.deleted, 0)).toBe(2_000);
+      const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+      expect(left?.n).toBe(50);
+    } finally {
+      await Promise.all(sources.map((ds) => ds.destroy()));
+    }
+  });
+
+  it('npm run otp:purge removes old rows and says how many', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(12, 48 * 3600);
+    await seed(3, 10);
+    const { stdout } = await promisify(execFile)('node', ['dist/scripts/purge.js'], {
+      env: { ...process.env, DATABASE_URL: url },
+    });
+    expect(stdout).toMatch(/removed 12 rows/);
+    const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+    expect(left?.n).toBe(3);
+  });
+
+  it('the optional in-app schedule purges by itself', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(5, 26 * 3600);
+    const app = await startApp({ purgeIntervalSeconds: 1 });
+    try {
+      let left = 5;
+      for (let i = 0; i < 50 && left > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const [row] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+        left = row?.n ?? -1;
+      }
+      expect(left).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('is off by default', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(5, 26 * 3600);
+    const app = await startApp();
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const [row] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+      expect(row?.n).toBe(5);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('drops the hash of a verified code at once', async () => {
+    const provider = new CapturingProvider();
+    const app = await startApp({ providers: [provider] });
+    try {
+      const { default: request } = await import('supertest');
+      const email = uniqueEmail();
+      await request(app.getHttpServer()).post('/otp/send').send({ destination: email }).expect(202);
+      const [before] = await sql<{ code_hash: string | null }>(
+        'SELECT code_hash FROM otp_requests WHERE destination = $1',
+        [email],
+      );
+      expect(before?.code_hash).toEqual(expect.any(String));
+      await request(app.getHttpServer())
+        .post('/otp/verify')
+        .send({ destination: email, code: provider.lastCode(email) })
+        .expect(200);
+      const [after] = await sql<{ code_hash: string | null }>(
+        'SELECT code_hash FROM otp_requests WHERE destination = $1',
+        [email],
+      );
+      expect(after?.code_hash).toBeNull();
+    } finally {
+      await app.close();
+    }
+  });
+});
