@@ -1,3 +1,4 @@
+import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
 import type { CountryCode } from 'libphonenumber-js';
 import { WebhookOtpProvider } from '../otp/delivery/webhook.provider.js';
 import { ConsoleOtpProvider } from '../otp/delivery/console.provider.js';
@@ -67,6 +68,8 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
       defaultRegion: (env.OTP_DEFAULT_REGION as CountryCode | undefined) || undefined,
       throttleLimit: integer(env, 'OTP_THROTTLE_LIMIT'),
       throttleTtlSeconds: integer(env, 'OTP_THROTTLE_TTL_SECONDS'),
+      // One Redis shared by every instance makes the per-IP limit hold across them.
+      throttleStorage: env.REDIS_URL ? new ThrottlerStorageRedisService(env.REDIS_URL) : undefined,
     },
   };
 }
