@@ -175,32 +175,35 @@ export class OtpRequestRepository {
    * row older than the window is released first, so the key can be used again.
    */
   async insertSuperseding(runner: QueryRunner, row: NewOtpRequest): Promise<void> {
-    // One UPDATE for both, since a row may match both (a stale active code holding the key).
+    // One statement (one round trip). A single UPDATE does both jobs, since one row may match both
+    // (a stale active code still holding the key); the INSERT reads its count, which makes
+    // Postgres finish the UPDATE first, so the old active row is out of the unique index in time.
     await runner.query(
-      `UPDATE otp_requests SET
-         superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
-         code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
-         idempotency_key = CASE WHEN idempotency_key = $4 THEN NULL ELSE idempotency_key END
-       WHERE ${IN_FLOW} OR ($4::text IS NOT NULL AND idempotency_key = $4)`,
-      [row.destination, row.purpose, row.createdAt, row.idempotencyKey],
-    );
-    await runner.query(
-      `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+      `WITH released AS (
+         UPDATE otp_requests SET
+           superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
+           code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
+           idempotency_key = CASE WHEN idempotency_key = $4 THEN NULL ELSE idempotency_key END
+         WHERE ${IN_FLOW} OR ($4::text IS NOT NULL AND idempotency_key = $4)
+         RETURNING 1)
+       INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
          max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
          request_fingerprint)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+       SELECT $5::uuid, $1::varchar, $2::varchar, $6::varchar, $7::varchar, $8::smallint,
+         $9::smallint, $3::timestamptz, $10::timestamptz, $11::timestamptz, $4::varchar, $12::char(64)
+       FROM (SELECT count(*) FROM released) AS superseded`,
       [
-        row.id,
         row.destination,
         row.purpose,
+        row.createdAt,
+        row.idempotencyKey,
+        row.id,
         row.channel,
         row.codeHash,
         row.codeLength,
         row.maxAttempts,
-        row.createdAt,
         row.expiresAt,
         row.resendAvailableAt,
-        row.idempotencyKey,
         row.requestFingerprint,
       ],
     );
