@@ -81,11 +81,11 @@ export async function startTestApp(otp: OtpModuleOptionsInput = {}): Promise<Tes
 export const uniqueEmail = (): string => `user-${randomUUID()}@example.com`;
 
 let phoneCounter = 0;
-/** A valid, unique US mobile-style number (555-01xx numbers are fictional; these are 2xx-xxx). */
+/** A valid, unique US number in E.164 (exchange 200-999: 0xx and 1xx exchanges are invalid). */
 export const uniquePhone = (): string => {
   phoneCounter += 1;
-  const n = (process.pid * 1000 + phoneCounter + Math.floor(Math.random() * 1000)) % 10_000_000;
-  return `+1415${String(n).padStart(7, '0')}`;
+  const n = (process.pid * 1000 + phoneCounter + Math.floor(Math.random() * 1000)) % 8_000_000;
+  return `+1415${2_000_000 + n}`;
 };
 
 /** Direct SQL on the test database, to check what a request left behind. */
