@@ -32,14 +32,14 @@ function seconds(env: Env, name: string): number[] | undefined {
 
 /** Reads and checks the environment; throws a message that names the variable to fix. */
 export function readExampleConfig(env: Env = process.env): ExampleConfig {
-  const provider = env.OTP_PROVIDER ?? 'console';
+  const provider = env.OTP_PROVIDER || 'console';
   if (provider !== 'console' && provider !== 'webhook') {
     throw new Error(`OTP_PROVIDER must be "console" or "webhook", got "${provider}".`);
   }
   if (provider === 'webhook' && !env.OTP_WEBHOOK_URL) {
     throw new Error('OTP_PROVIDER=webhook needs OTP_WEBHOOK_URL.');
   }
-  const hasher = env.OTP_HASHER ?? 'bcrypt';
+  const hasher = env.OTP_HASHER || 'bcrypt';
   if (hasher !== 'bcrypt' && hasher !== 'hmac') {
     throw new Error(`OTP_HASHER must be "bcrypt" or "hmac", got "${hasher}".`);
   }

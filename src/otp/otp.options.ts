@@ -1,5 +1,5 @@
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import type { CountryCode } from 'libphonenumber-js';
+import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import type { DataSource } from 'typeorm';
 import type { OtpProvider } from './delivery/otp-provider.interface.js';
 import type { OtpChannel } from './otp.types.js';
@@ -72,7 +72,9 @@ export class OtpModuleOptions {
   channelFallback: Partial<Record<OtpChannel, OtpChannel[]>> = { sms: ['voice'] };
   /** Milliseconds one delivery attempt may take before it counts as failed. Default `5000`. */
   deliveryTimeoutMs = 5_000;
-  /** Name shown in messages ("<appName> code: 123456"). Default `'Your'`, giving "Your code: …". */
+  /**
+   * First word(s) of every message: "<appName> verification code is 123456. …". Default `'Your'`.
+   */
   appName = 'Your';
   /** Per-IP requests allowed on the OTP routes per window. Default `20`. */
   throttleLimit = 20;
@@ -134,8 +136,18 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   if (options.hasher !== 'bcrypt' && options.hasher !== 'hmac') {
     problems.push(`hasher must be 'bcrypt' or 'hmac'`);
   }
-  if (options.hasher === 'bcrypt' && (options.bcryptCost < 4 || options.bcryptCost > 31)) {
-    problems.push('bcryptCost must be from 4 to 31');
+  if (
+    options.hasher === 'bcrypt' &&
+    (!Number.isInteger(options.bcryptCost) || options.bcryptCost < 4 || options.bcryptCost > 31)
+  ) {
+    problems.push('bcryptCost must be an integer from 4 to 31');
+  }
+  if (!isSupportedCountry(options.defaultRegion)) {
+    problems.push(`defaultRegion must be a supported ISO 3166-1 alpha-2 code such as 'US'`);
+  }
+  const unknownCountries = (options.allowedCountries ?? []).filter((c) => !isSupportedCountry(c));
+  if (unknownCountries.length > 0) {
+    problems.push(`allowedCountries has unsupported codes: ${unknownCountries.join(', ')}`);
   }
   if (options.hasher === 'hmac' && Buffer.byteLength(options.hmacSecret ?? '') < 32) {
     problems.push('hmacSecret (OTP_SECRET) of at least 32 bytes is required when hasher is hmac');

@@ -7,8 +7,13 @@ export function formatOtpMessage(input: {
   channel: OtpChannel;
   ttlSeconds: number;
 }): string {
-  const minutes = Math.max(1, Math.round(input.ttlSeconds / 60));
   const code = input.channel === 'voice' ? input.code.split('').join(' ') : input.code;
-  const lifetime = `${minutes} minute${minutes === 1 ? '' : 's'}`;
-  return `${input.appName} verification code is ${code}. It expires in ${lifetime}. Do not share it.`;
+  return `${input.appName} verification code is ${code}. It expires in ${lifetime(input.ttlSeconds)}. Do not share it.`;
+}
+
+/** A lifetime in words, never longer than the real one (rounding up would promise time it lacks). */
+function lifetime(seconds: number): string {
+  const plural = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (seconds % 60 !== 0 && seconds < 120) return plural(seconds, 'second');
+  return plural(Math.floor(seconds / 60), 'minute');
 }

@@ -9,7 +9,7 @@ const UNAVAILABLE_ERRNO = new Set([
   'EHOSTUNREACH',
 ]);
 const UNAVAILABLE_MESSAGE =
-  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not established|terminating connection/i;
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection is not established|terminating connection|is not currently accepting connections/i;
 
 /** True when an error (from pg or TypeORM) says the database is unreachable or shutting down. */
 export function isDatabaseUnavailable(error: unknown): boolean {

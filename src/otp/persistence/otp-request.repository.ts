@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource, QueryRunner } from 'typeorm';
-import { OTP_DATA_SOURCE } from '../otp.constants.js';
+import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
+import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
 import type { SendHistoryEntry } from '../policy/send-policy.js';
 import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
@@ -99,7 +100,18 @@ export interface ReservedAttempt {
  */
 @Injectable()
 export class OtpRequestRepository {
-  constructor(@Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource) {}
+  /**
+   * How far back the history is read: the policy window plus a code's lifetime, since a code sent
+   * just before the window may have been exhausted inside it (and so still counts for lockout).
+   */
+  private readonly lookbackSeconds: number;
+
+  constructor(
+    @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(OTP_OPTIONS) options: OtpModuleOptions,
+  ) {
+    this.lookbackSeconds = POLICY_WINDOW_SECONDS + options.ttlSeconds;
+  }
 
   /**
    * Runs `work` in a transaction holding the destination's advisory lock, so every send to one
@@ -153,8 +165,8 @@ export class OtpRequestRepository {
              AND h.created_at > statement_timestamp() - make_interval(secs => $3)), '[]') AS history,
          (SELECT row_to_json(i) FROM otp_requests i
            WHERE $2::text IS NOT NULL AND i.idempotency_key = $2
-             AND i.created_at > statement_timestamp() - make_interval(secs => $3)) AS idempotent`,
-      [destination, idempotencyKey, POLICY_WINDOW_SECONDS],
+             AND i.created_at > statement_timestamp() - make_interval(secs => $4)) AS idempotent`,
+      [destination, idempotencyKey, this.lookbackSeconds, POLICY_WINDOW_SECONDS],
     )) as { now: Date; history: JsonHistory[]; idempotent: JsonRow | null }[];
     if (!head) throw new Error('history query returned no row');
     return {
