@@ -270,15 +270,19 @@ export class OtpRequestRepository {
   }
 
   /**
-   * Marks a code verified and attaches the verification token, unless something (a resend, the
-   * last wrong guess) ended the code meanwhile. True when this call verified it.
+   * Marks a code verified and attaches the verification token, unless a resend superseded it or
+   * it expired meanwhile. A right guess that held a reserved attempt wins even if a wrong guess
+   * holding a later attempt marked the code exhausted first: it was evaluated within the budget,
+   * as if the guesses had run one after another. Returns the token's expiry, or null.
    */
   async markVerified(id: string, tokenHash: string, tokenTtlSeconds: number): Promise<Date | null> {
     const rows = await this.dataSource.query<{ token_expires_at: Date }[]>(
       `WITH verified AS (
          UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
+           exhausted_at = NULL,
            token_hash = $2, token_expires_at = statement_timestamp() + make_interval(secs => $3)
-          WHERE id = $1 AND ${ACTIVE} AND expires_at > statement_timestamp()
+          WHERE id = $1 AND verified_at IS NULL AND superseded_at IS NULL
+            AND delivery_status <> 'failed' AND expires_at > statement_timestamp()
           RETURNING token_expires_at)
        SELECT * FROM verified`,
       [id, tokenHash, tokenTtlSeconds],
