@@ -7,6 +7,7 @@ import {
   type Destination,
   type DestinationRules,
 } from './destination.js';
+import type { OtpChannel } from '../otp.types.js';
 
 const US: DestinationRules = { defaultRegion: 'US' };
 const GB: DestinationRules = { defaultRegion: 'GB' };
@@ -183,19 +184,19 @@ describe('resolveChannel', () => {
     expect(resolveChannel(phone)).toBe('sms');
   });
 
-  it.each([
+  it.each<[Destination, OtpChannel]>([
     [email, 'email'],
     [phone, 'sms'],
     [phone, 'voice'],
-  ] as const)('accepts a fitting channel (%o, %s)', (destination, channel) => {
+  ])('accepts a fitting channel (%o, %s)', (destination, channel) => {
     expect(resolveChannel(destination, channel)).toBe(channel);
   });
 
-  it.each([
+  it.each<[Destination, OtpChannel]>([
     [email, 'sms'],
     [email, 'voice'],
     [phone, 'email'],
-  ] as const)('refuses a channel that does not fit (%o, %s)', (destination, channel) => {
+  ])('refuses a channel that does not fit (%o, %s)', (destination, channel) => {
     expect(() => resolveChannel(destination, channel)).toThrow(ValidationFailedError);
   });
 });
