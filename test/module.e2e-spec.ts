@@ -188,28 +188,32 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
     await dropDatabase(adminUrl(), url);
   });
 
-  const tableExists = async (): Promise<boolean> => {
+  const tables = async (): Promise<string[]> => {
     const ds = new DataSource({ type: 'postgres', url });
     await ds.initialize();
     try {
-      const [row] = await ds.query<{ t: string | null }[]>(
-        `SELECT to_regclass('otp_requests')::text AS t`,
+      const rows = await ds.query<{ t: string }[]>(
+        `SELECT tablename AS t FROM pg_tables WHERE tablename LIKE 'otp\\_%' ORDER BY 1`,
       );
-      return row?.t === 'otp_requests';
+      return rows.map((r) => r.t);
     } finally {
       await ds.destroy();
     }
   };
 
-  it('creates the table with the CLI, reverts it, and creates it again', async () => {
+  it('creates the tables with the CLI, reverts each migration, and creates them again', async () => {
     const run = promisify(execFile);
     const typeorm = ['node_modules/typeorm/cli.js', '-d', 'dist/ormconfig.js'];
     const env = { ...process.env, DATABASE_URL: url };
-    await run('node', [...typeorm.slice(0, 1), 'migration:run', ...typeorm.slice(1)], { env });
-    expect(await tableExists()).toBe(true);
-    await run('node', [...typeorm.slice(0, 1), 'migration:revert', ...typeorm.slice(1)], { env });
-    expect(await tableExists()).toBe(false);
+    const cli = (command: string) =>
+      run('node', [typeorm[0] as string, command, ...typeorm.slice(1)], { env });
+    await cli('migration:run');
+    expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
+    await cli('migration:revert');
+    expect(await tables()).toEqual(['otp_requests']);
+    await cli('migration:revert');
+    expect(await tables()).toEqual([]);
     await runOtpMigrations(url);
-    expect(await tableExists()).toBe(true);
+    expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
   });
 });

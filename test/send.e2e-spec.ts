@@ -306,6 +306,31 @@ describe('POST /otp/send', () => {
       expect(await rowsFor(email)).toHaveLength(1);
     });
 
+    it('lets a key be used again, for another body, once its first use is over 24 h old', async () => {
+      const email = uniqueEmail();
+      const other = uniqueEmail();
+      const key = uniqueKey();
+      const first = await t.http
+        .post('/otp/send')
+        .set('Idempotency-Key', key)
+        .send({ destination: email })
+        .expect(202);
+      await travel(email, 24 * 3600 + 60);
+
+      const reused = await t.http
+        .post('/otp/send')
+        .set('Idempotency-Key', key)
+        .send({ destination: other })
+        .expect(202);
+      expect(reused.body.requestId).not.toBe(first.body.requestId);
+      expect(messagesTo(other)).toBe(1);
+      const holders = await query<{ destination: string }>(
+        'SELECT destination FROM otp_requests WHERE idempotency_key = $1',
+        [key],
+      );
+      expect(holders).toEqual([{ destination: other }]);
+    });
+
     it('refuses the same key with another body and stores nothing', async () => {
       const email = uniqueEmail();
       const other = uniqueEmail();

@@ -84,6 +84,8 @@ export interface OtpVerification {
   purpose: string;
 }
 
+/** Rounds a send may lose to concurrent sends for the same destination before it gives up. */
+const MAX_SEND_ROUNDS = 10;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
@@ -126,53 +128,20 @@ export class OtpService {
           .digest('hex')
       : null;
 
-    // Hashed before the lock is taken: bcrypt is slow, and the lock should be held for round trips only.
+    // Hashed once, before any round trip: bcrypt is slow, and a retry below reuses it.
     const id = randomUUID();
     const code = generateCode(this.options.codeLength);
     const codeHash = await this.hasher.hash(code, id);
 
-    type Outcome = { replay: OtpRequest } | { created: NewOtpRequest };
-    const outcome = await this.requests.inDestinationLock(
-      destination.value,
+    const outcome = await this.decideAndInsert({
+      id,
+      destination: destination.value,
+      purpose,
+      channel,
+      codeHash,
       idempotencyKey,
-      async (runner): Promise<Outcome> => {
-        const { now, history, idempotent } = await this.requests.loadHistory(
-          runner,
-          destination.value,
-          idempotencyKey,
-        );
-        if (idempotent) {
-          if (idempotent.requestFingerprint !== fingerprint) throw new IdempotencyKeyReusedError();
-          return { replay: idempotent };
-        }
-        const decision = evaluateSend(history, purpose, now, this.policy);
-        if (!decision.allowed)
-          throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
-        const created = {
-          purpose,
-          createdAt: now,
-          deliveryStatus: 'pending' as const,
-          verifiedAt: null,
-          exhaustedAt: null,
-        };
-        const row: NewOtpRequest = {
-          id,
-          destination: destination.value,
-          purpose,
-          channel,
-          codeHash,
-          codeLength: this.options.codeLength,
-          maxAttempts: this.options.maxAttempts,
-          createdAt: now,
-          expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
-          resendAvailableAt: nextSendAt([...history, created], purpose, now, this.policy),
-          idempotencyKey,
-          requestFingerprint: fingerprint,
-        };
-        await this.requests.insertSuperseding(runner, row);
-        return { created: row };
-      },
-    );
+      fingerprint,
+    });
     if ('replay' in outcome) return this.sendResult(outcome.replay);
 
     const row = outcome.created;
@@ -255,6 +224,58 @@ export class OtpService {
   async consumeToken(token: string | undefined, purpose: string): Promise<OtpVerification | null> {
     if (!token || !TOKEN.test(token)) return null;
     return this.requests.consumeToken(hashVerificationToken(token), purpose);
+  }
+
+  /**
+   * Reads the destination's history, asks the policy, and inserts the send if no other send to the
+   * destination committed meanwhile (optimistic: a compare-and-set on the destination's version);
+   * when one did, decides again on the new history. Each round has a winner, so a request only
+   * retries while others are making progress; after `MAX_SEND_ROUNDS` it yields to them.
+   */
+  private async decideAndInsert(send: {
+    id: string;
+    destination: string;
+    purpose: string;
+    channel: OtpChannel;
+    codeHash: string;
+    idempotencyKey: string | null;
+    fingerprint: string | null;
+  }): Promise<{ replay: OtpRequest } | { created: NewOtpRequest }> {
+    for (let round = 1; ; round++) {
+      const { now, version, history, idempotent } = await this.requests.loadHistory(
+        send.destination,
+        send.idempotencyKey,
+      );
+      if (idempotent) {
+        if (idempotent.requestFingerprint !== send.fingerprint)
+          throw new IdempotencyKeyReusedError();
+        return { replay: idempotent };
+      }
+      const decision = evaluateSend(history, send.purpose, now, this.policy);
+      if (!decision.allowed) throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
+      const sent = { purpose: send.purpose, createdAt: now, deliveryStatus: 'pending' as const };
+      const row: NewOtpRequest = {
+        id: send.id,
+        destination: send.destination,
+        purpose: send.purpose,
+        channel: send.channel,
+        codeHash: send.codeHash,
+        codeLength: this.options.codeLength,
+        maxAttempts: this.options.maxAttempts,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
+        resendAvailableAt: nextSendAt(
+          [...history, { ...sent, verifiedAt: null, exhaustedAt: null }],
+          send.purpose,
+          now,
+          this.policy,
+        ),
+        idempotencyKey: send.idempotencyKey,
+        requestFingerprint: send.fingerprint,
+      };
+      if (await this.requests.insertIfUnchanged(row, version)) return { created: row };
+      if (round >= MAX_SEND_ROUNDS) throw new SendLimitedError('OTP_RESEND_COOLDOWN', 1);
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource, QueryRunner } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
@@ -63,9 +63,19 @@ const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at I
 /** The flow's active code (parameters $1 destination, $2 purpose). */
 const IN_FLOW = `(destination = $1 AND purpose = $2 AND ${ACTIVE})`;
 
-/** A send history read under the destination's lock, with the database's clock. */
-export interface LockedHistory {
+/**
+ * A row holding idempotency key $4 that is older than the window ($14 seconds before $3): its key
+ * may be taken again. A recent holder is never released, so a concurrent send with the same key
+ * hits the unique index instead.
+ */
+const STALE_KEY = `($4::text IS NOT NULL AND idempotency_key = $4
+  AND created_at < $3::timestamptz - make_interval(secs => $14))`;
+
+/** What a send decides on: history, the database's clock, and the destination's version. */
+export interface SendSnapshot {
   now: Date;
+  /** Bumped by every send to the destination (bigint, as a string). */
+  version: string;
   history: SendHistoryEntry[];
   idempotent: OtpRequest | null;
 }
@@ -94,9 +104,10 @@ export interface ReservedAttempt {
 }
 
 /**
- * Every query on `otp_requests`. All SQL is parameterized; every statement that decides something
- * is a single conditional UPDATE, or runs under the destination's advisory lock, so concurrent
- * requests on one or many instances cannot overrun a limit.
+ * Every query on `otp_requests`. All SQL is parameterized, and every write that decides something
+ * is one conditional statement (a compare-and-set on the destination's version for sends, a
+ * conditional UPDATE for attempts, verification and tokens), so concurrent requests on one or many
+ * instances cannot overrun a limit. No statement waits on another request for longer than a row lock.
  */
 @Injectable()
 export class OtpRequestRepository {
@@ -114,49 +125,15 @@ export class OtpRequestRepository {
   }
 
   /**
-   * Runs `work` in a transaction holding the destination's advisory lock, so every send to one
-   * destination (any purpose, any instance) decides on history nobody else is changing. Lock keys
-   * for an idempotency key are taken first, always in the same order, so no two sends deadlock.
+   * The destination's send history over the policy window, its version, the database's clock, and
+   * the row an idempotency key already names (if any, within the window): one round trip.
    */
-  async inDestinationLock<T>(
-    destination: string,
-    idempotencyKey: string | null,
-    work: (runner: QueryRunner) => Promise<T>,
-  ): Promise<T> {
-    const runner = this.dataSource.createQueryRunner();
-    await runner.connect();
-    try {
-      await runner.startTransaction();
-      try {
-        await runner.query(
-          `SELECT pg_advisory_xact_lock(hashtextextended('otp-idem:' || $2, 0))
-             FROM (SELECT 1) one WHERE $2::text IS NOT NULL
-           UNION ALL SELECT pg_advisory_xact_lock(hashtextextended('otp-dest:' || $1, 0))`,
-          [destination, idempotencyKey],
-        );
-        const result = await work(runner);
-        await runner.commitTransaction();
-        return result;
-      } catch (error) {
-        if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
-        throw error;
-      }
-    } finally {
-      await runner.release();
-    }
-  }
-
-  /**
-   * The destination's send history over the policy window, the database's clock, and the row an
-   * idempotency key already names (if any, within the window): one round trip.
-   */
-  async loadHistory(
-    runner: QueryRunner,
-    destination: string,
-    idempotencyKey: string | null,
-  ): Promise<LockedHistory> {
-    const [head] = (await runner.query(
+  async loadHistory(destination: string, idempotencyKey: string | null): Promise<SendSnapshot> {
+    const [head] = await this.dataSource.query<
+      { now: Date; version: string; history: JsonHistory[]; idempotent: JsonRow | null }[]
+    >(
       `SELECT statement_timestamp() AS now,
+         COALESCE((SELECT version FROM otp_destinations WHERE destination = $1), 0) AS version,
          COALESCE((SELECT json_agg(json_build_object(
              'purpose', h.purpose, 'createdAt', h.created_at, 'deliveryStatus', h.delivery_status,
              'verifiedAt', h.verified_at, 'exhaustedAt', h.exhausted_at))
@@ -167,10 +144,11 @@ export class OtpRequestRepository {
            WHERE $2::text IS NOT NULL AND i.idempotency_key = $2
              AND i.created_at > statement_timestamp() - make_interval(secs => $4)) AS idempotent`,
       [destination, idempotencyKey, this.lookbackSeconds, POLICY_WINDOW_SECONDS],
-    )) as { now: Date; history: JsonHistory[]; idempotent: JsonRow | null }[];
+    );
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,
+      version: String(head.version),
       history: head.history.map((h) => ({
         purpose: h.purpose,
         createdAt: new Date(h.createdAt),
@@ -183,42 +161,65 @@ export class OtpRequestRepository {
   }
 
   /**
-   * Supersedes the flow's active code and inserts the new send. An idempotency key still held by a
-   * row older than the window is released first, so the key can be used again.
+   * Inserts a send decided on the snapshot whose destination version was `expectedVersion`, in one
+   * statement, and only if no other send to the destination committed since: the statement bumps
+   * the version with a compare-and-set (a concurrent send blocks on the version row, then finds
+   * the version moved and inserts nothing). The same statement supersedes the flow's active code and
+   * releases an idempotency key held by a row older than the window (one UPDATE, since a row may
+   * match both); the INSERT reads that UPDATE's count, which makes Postgres finish it first, so the
+   * old active row is out of the unique index in time.
+   *
+   * Returns false when another send won the race (or took the same idempotency key): the caller
+   * reads the history again and decides again.
    */
-  async insertSuperseding(runner: QueryRunner, row: NewOtpRequest): Promise<void> {
-    // One statement (one round trip). A single UPDATE does both jobs, since one row may match both
-    // (a stale active code still holding the key); the INSERT reads its count, which makes
-    // Postgres finish the UPDATE first, so the old active row is out of the unique index in time.
-    await runner.query(
-      `WITH released AS (
-         UPDATE otp_requests SET
-           superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
-           code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
-           idempotency_key = CASE WHEN idempotency_key = $4 THEN NULL ELSE idempotency_key END
-         WHERE ${IN_FLOW} OR ($4::text IS NOT NULL AND idempotency_key = $4)
-         RETURNING 1)
-       INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
-         max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
-         request_fingerprint)
-       SELECT $5::uuid, $1::varchar, $2::varchar, $6::varchar, $7::varchar, $8::smallint,
-         $9::smallint, $3::timestamptz, $10::timestamptz, $11::timestamptz, $4::varchar, $12::char(64)
-       FROM (SELECT count(*) FROM released) AS superseded`,
-      [
-        row.destination,
-        row.purpose,
-        row.createdAt,
-        row.idempotencyKey,
-        row.id,
-        row.channel,
-        row.codeHash,
-        row.codeLength,
-        row.maxAttempts,
-        row.expiresAt,
-        row.resendAvailableAt,
-        row.requestFingerprint,
-      ],
-    );
+  async insertIfUnchanged(row: NewOtpRequest, expectedVersion: string): Promise<boolean> {
+    try {
+      const inserted = await this.dataSource.query<{ id: string }[]>(
+        `WITH claimed AS (
+           INSERT INTO otp_destinations AS d (destination, version, updated_at)
+           VALUES ($1, $13::bigint + 1, $3)
+           ON CONFLICT (destination) DO UPDATE SET version = d.version + 1, updated_at = EXCLUDED.updated_at
+             WHERE d.version = $13::bigint
+           RETURNING version),
+         released AS (
+           UPDATE otp_requests SET
+             superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
+             code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
+             idempotency_key = CASE WHEN ${STALE_KEY} THEN NULL ELSE idempotency_key END
+           WHERE (${IN_FLOW} OR ${STALE_KEY})
+             AND EXISTS (SELECT 1 FROM claimed)
+           RETURNING 1)
+         INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+           max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
+           request_fingerprint)
+         SELECT $5::uuid, $1::varchar, $2::varchar, $6::varchar, $7::varchar, $8::smallint,
+           $9::smallint, $3::timestamptz, $10::timestamptz, $11::timestamptz, $4::varchar, $12::char(64)
+         FROM (SELECT count(*) FROM released) AS superseded
+         WHERE EXISTS (SELECT 1 FROM claimed)
+         RETURNING id`,
+        [
+          row.destination,
+          row.purpose,
+          row.createdAt,
+          row.idempotencyKey,
+          row.id,
+          row.channel,
+          row.codeHash,
+          row.codeLength,
+          row.maxAttempts,
+          row.expiresAt,
+          row.resendAvailableAt,
+          row.requestFingerprint,
+          expectedVersion,
+          POLICY_WINDOW_SECONDS,
+        ],
+      );
+      return inserted.length === 1;
+    } catch (error) {
+      // Another send took the same idempotency key (for another destination) first.
+      if (isUniqueViolation(error, 'otp_requests_idempotency_key_uq')) return false;
+      throw error;
+    }
   }
 
   /** Records a successful delivery and the channel that carried it. */
@@ -321,15 +322,10 @@ export class OtpRequestRepository {
     };
   }
 
-  /** The send history of a destination (not under a lock: for reporting only) and the clock. */
+  /** The send history of a destination and the clock (for reporting: status, retryAfter). */
   async readHistory(destination: string): Promise<{ now: Date; history: SendHistoryEntry[] }> {
-    const runner = this.dataSource.createQueryRunner();
-    try {
-      const { now, history } = await this.loadHistory(runner, destination, null);
-      return { now, history };
-    } finally {
-      await runner.release();
-    }
+    const { now, history } = await this.loadHistory(destination, null);
+    return { now, history };
   }
 
   /** One request by id, with the database clock. */
@@ -398,4 +394,14 @@ function reviveRow(json: JsonRow): OtpRequestRow {
     row[column] = value === null || value === undefined ? null : new Date(value as string);
   }
   return row as unknown as OtpRequestRow;
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  const e = error as {
+    driverError?: { code?: unknown; constraint?: unknown };
+    code?: unknown;
+    constraint?: unknown;
+  };
+  const driver = e?.driverError ?? e;
+  return driver?.code === '23505' && driver?.constraint === constraint;
 }

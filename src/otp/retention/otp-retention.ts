@@ -55,5 +55,19 @@ export async function purgeOtpRequests(
     hashesCleared += n;
     if (n < batchSize) break;
   }
+  // Version rows of destinations with no send in the window: a later send starts a new one.
+  for (;;) {
+    const [row] = await dataSource.query<{ n: number }[]>(
+      `WITH doomed AS (
+         SELECT destination FROM otp_destinations
+          WHERE updated_at < statement_timestamp() - make_interval(secs => $1)
+          LIMIT $2 FOR UPDATE SKIP LOCKED),
+       gone AS (DELETE FROM otp_destinations d USING doomed
+          WHERE d.destination = doomed.destination RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [options.olderThanSeconds, batchSize],
+    );
+    if ((row?.n ?? 0) < batchSize) break;
+  }
   return { deleted, hashesCleared };
 }
