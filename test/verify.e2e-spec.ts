@@ -151,6 +151,15 @@ describe('POST /otp/verify', () => {
       expect((await rowsFor(email))[0]).toMatchObject({ attempts_used: 0, verified_at: null });
     });
 
+    it('drops the hash of an expired code as soon as a verify sees it', async () => {
+      const email = uniqueEmail();
+      await sendCode(t, email);
+      await travel(email, 301);
+      expect((await rowsFor(email))[0]?.code_hash).toEqual(expect.any(String));
+      expect410(await verify({ destination: email, code: '000000' }));
+      expect((await rowsFor(email))[0]?.code_hash).toBeNull();
+    });
+
     it('answers 410 for a superseded code when the superseding send left no active code', async () => {
       const email = uniqueEmail();
       const first = await sendCode(t, email);

@@ -256,7 +256,12 @@ export class OtpRequestRepository {
           WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
             AND attempts_used < max_attempts AND expires_at > statement_timestamp()
             AND code_hash IS NOT NULL
-          RETURNING id, code_hash, attempts_used, max_attempts)
+          RETURNING id, code_hash, attempts_used, max_attempts),
+       -- A code seen past its expiry can never verify: drop its hash now, not at the next purge.
+       expired AS (
+         UPDATE otp_requests SET code_hash = NULL
+          WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
+            AND expires_at <= statement_timestamp() AND code_hash IS NOT NULL)
        SELECT * FROM reserved`,
       [destination, purpose],
     );
