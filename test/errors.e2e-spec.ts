@@ -123,6 +123,7 @@ describe('request validation', () => {
       ['a space', 'log in'],
       ['an empty string', ''],
       ['a number', 7],
+      ['null', null],
     ])('refuses a purpose with %s', async (_kind, purpose) => {
       const body: Record<string, unknown> = { ...validBody(route), purpose };
       expectError(await t.http.post(route).send(body), 400, 'VALIDATION_FAILED');

@@ -1,4 +1,5 @@
-import { IsIn, IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { IsIn, IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator';
+import { IsAbsentOr } from './is-absent-or.decorator.js';
 import { OTP_CHANNELS, PURPOSE_PATTERN, type OtpChannel } from '../otp.types.js';
 
 export class SendOtpDto {
@@ -8,11 +9,11 @@ export class SendOtpDto {
   @MaxLength(254)
   destination!: string;
 
-  @IsOptional()
+  @IsAbsentOr()
   @IsIn(OTP_CHANNELS)
   channel?: OtpChannel;
 
-  @IsOptional()
+  @IsAbsentOr()
   @IsString()
   @Matches(PURPOSE_PATTERN)
   purpose?: string;

@@ -1,4 +1,5 @@
-import { IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator';
+import { IsAbsentOr } from './is-absent-or.decorator.js';
 import { PURPOSE_PATTERN } from '../otp.types.js';
 
 export class VerifyOtpDto {
@@ -12,7 +13,7 @@ export class VerifyOtpDto {
   @Matches(/^[0-9]{4,10}$/, { message: 'code must be 4-10 digits 0-9' })
   code!: string;
 
-  @IsOptional()
+  @IsAbsentOr()
   @IsString()
   @Matches(PURPOSE_PATTERN)
   purpose?: string;

@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { FUZZ_ROUTES, fuzzRoute, seedFuzzPool, type FuzzPool } from '../support/attack-fuzz.js';
+import { report, startPrivateApp, type PrivateApp } from '../support/attack-kit.js';
+
+/**
+ * Issue 4, attack 5, the long run: the properties of the quick run in test/attacks.e2e-spec.ts
+ * (no 500; every refusal leaves the table unchanged, but for the one attempt an evaluated guess
+ * uses) with more runs and another seed.
+ */
+
+const SEED = 4_040_404;
+const NUM_RUNS = 2_000;
+
+describe('fuzzing every route (attack suite)', () => {
+  let p: PrivateApp;
+  let pool: FuzzPool;
+  beforeAll(async () => {
+    p = await startPrivateApp();
+    pool = await seedFuzzPool(p, 'long');
+  });
+  afterAll(async () => {
+    await p.close();
+  });
+
+  it.each(FUZZ_ROUTES)(
+    `%s: ${NUM_RUNS} random requests, no 500, refusals change nothing`,
+    async (route) => {
+      const result = await fuzzRoute(p, pool, route, { seed: SEED, numRuns: NUM_RUNS });
+      const outcomes = Object.entries(result.outcomes)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([key, n]) => `${key} x${n}`)
+        .join(', ');
+      report(`fuzz, ${route}: numRuns ${result.numRuns}, seed ${SEED}; answers: ${outcomes}`);
+      expect(Object.values(result.outcomes).reduce((a, b) => a + b, 0)).toBe(NUM_RUNS);
+    },
+  );
+
+  it('leaves no token without a server-side verification', async () => {
+    const [counts] = await p.db.query<Record<string, number>>(
+      `SELECT count(*) FILTER (WHERE token_hash IS NOT NULL AND verified_at IS NULL)::int AS orphans,
+         count(*) FILTER (WHERE token_hash IS NOT NULL)::int AS tokens
+       FROM otp_requests`,
+    );
+    expect(counts?.tokens).toBeGreaterThan(0);
+    expect(counts?.orphans).toBe(0);
+  });
+});
