@@ -1,5 +1,10 @@
 import { CreateOtpRequests1795300000000 } from './1795300000000-CreateOtpRequests.js';
 import { AddOtpDestinations1795300000001 } from './1795300000001-AddOtpDestinations.js';
+import { AddPolicyIndexes1795300000002 } from './1795300000002-AddPolicyIndexes.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
-export const otpMigrations = [CreateOtpRequests1795300000000, AddOtpDestinations1795300000001];
+export const otpMigrations = [
+  CreateOtpRequests1795300000000,
+  AddOtpDestinations1795300000001,
+  AddPolicyIndexes1795300000002,
+];

@@ -210,6 +210,8 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
     await cli('migration:run');
     expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
     await cli('migration:revert');
+    expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
+    await cli('migration:revert');
     expect(await tables()).toEqual(['otp_requests']);
     await cli('migration:revert');
     expect(await tables()).toEqual([]);

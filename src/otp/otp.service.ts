@@ -32,7 +32,13 @@ import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-requ
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
 import type { PurgeResult } from './retention/otp-retention.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
-import { evaluateSend, nextSendAt, secondsUntil, type SendPolicy } from './policy/send-policy.js';
+import {
+  evaluateSend,
+  nextSendAt,
+  secondsUntil,
+  withSend,
+  type SendPolicy,
+} from './policy/send-policy.js';
 
 export interface SendOtpInput {
   destination: string;
@@ -204,7 +210,10 @@ export class OtpService {
     if (!UUID.test(requestId)) throw new RequestNotFoundError();
     const { now, request } = await this.requests.findById(requestId.toLowerCase());
     if (!request) throw new RequestNotFoundError();
-    const { history, now: historyNow } = await this.requests.readHistory(request.destination);
+    const { history, now: historyNow } = await this.requests.readHistory(
+      request.destination,
+      request.purpose,
+    );
     return {
       requestId: request.id,
       destination: maskDestination(request.destination),
@@ -244,6 +253,7 @@ export class OtpService {
     for (let round = 1; ; round++) {
       const { now, version, history, idempotent } = await this.requests.loadHistory(
         send.destination,
+        send.purpose,
         send.idempotencyKey,
       );
       if (idempotent) {
@@ -253,7 +263,13 @@ export class OtpService {
       }
       const decision = evaluateSend(history, send.purpose, now, this.policy);
       if (!decision.allowed) throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
-      const sent = { purpose: send.purpose, createdAt: now, deliveryStatus: 'pending' as const };
+      const sent = {
+        purpose: send.purpose,
+        createdAt: now,
+        deliveryStatus: 'pending' as const,
+        verifiedAt: null,
+        exhaustedAt: null,
+      };
       const row: NewOtpRequest = {
         id: send.id,
         destination: send.destination,
@@ -265,7 +281,7 @@ export class OtpService {
         createdAt: now,
         expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
         resendAvailableAt: nextSendAt(
-          [...history, { ...sent, verifiedAt: null, exhaustedAt: null }],
+          withSend(history, sent, this.policy),
           send.purpose,
           now,
           this.policy,
@@ -325,7 +341,7 @@ export class OtpService {
 
   /** Seconds until the flow may be sent a new code (at least 1). */
   private async waitBeforeNextSend(destination: string, purpose: string): Promise<number> {
-    const { now, history } = await this.requests.readHistory(destination);
+    const { now, history } = await this.requests.readHistory(destination, purpose);
     return secondsUntil(nextSendAt(history, purpose, now, this.policy), now);
   }
 

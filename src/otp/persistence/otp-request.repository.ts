@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
-import type { SendHistoryEntry } from '../policy/send-policy.js';
+import type { CapMarks, SendHistory } from '../policy/send-policy.js';
 import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
 import type { OtpRequest } from './otp-request.entity.js';
 
@@ -76,7 +76,7 @@ export interface SendSnapshot {
   now: Date;
   /** Bumped by every send to the destination (bigint, as a string). */
   version: string;
-  history: SendHistoryEntry[];
+  history: SendHistory;
   idempotent: OtpRequest | null;
 }
 
@@ -116,46 +116,112 @@ export class OtpRequestRepository {
    * just before the window may have been exhausted inside it (and so still counts for lockout).
    */
   private readonly lookbackSeconds: number;
+  /** Where the cap marks sit in each window, newest first (see `CapMarks`). */
+  private readonly capOffsets: Record<'hourly' | 'daily', { offset: number; limit: number }>;
 
   constructor(
     @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
-    @Inject(OTP_OPTIONS) options: OtpModuleOptions,
+    @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
   ) {
     this.lookbackSeconds = POLICY_WINDOW_SECONDS + options.ttlSeconds;
+    // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
+    const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
+    this.capOffsets = {
+      hourly: marks(options.maxSendsPerHour),
+      daily: marks(options.maxSendsPerDay),
+    };
   }
 
   /**
-   * The destination's send history over the policy window, its version, the database's clock, and
-   * the row an idempotency key already names (if any, within the window): one round trip.
+   * What a send to `destination` for `purpose` decides on, in one round trip: the database's clock,
+   * the destination's version, the bounded `SendHistory` the policy reads (see its doc: a few rows
+   * and the cap marks, however long the history), and the row an idempotency key already names.
+   * Each part is an index range scan with a LIMIT, on `(destination, created_at)` or the partial
+   * indexes of exhausted and verified codes.
    */
-  async loadHistory(destination: string, idempotencyKey: string | null): Promise<SendSnapshot> {
+  async loadHistory(
+    destination: string,
+    purpose: string,
+    idempotencyKey: string | null,
+  ): Promise<SendSnapshot> {
+    const { hourly, daily } = this.capOffsets;
     const [head] = await this.dataSource.query<
-      { now: Date; version: string; history: JsonHistory[]; idempotent: JsonRow | null }[]
+      {
+        now: Date;
+        version: string;
+        entries: JsonHistory[];
+        hourly: string[] | null;
+        daily: string[] | null;
+        idempotent: JsonRow | null;
+      }[]
     >(
-      `SELECT statement_timestamp() AS now,
+      `WITH since AS (SELECT statement_timestamp() - make_interval(secs => $3) AS t)
+       SELECT statement_timestamp() AS now,
          COALESCE((SELECT version FROM otp_destinations WHERE destination = $1), 0) AS version,
          COALESCE((SELECT json_agg(json_build_object(
-             'purpose', h.purpose, 'createdAt', h.created_at, 'deliveryStatus', h.delivery_status,
-             'verifiedAt', h.verified_at, 'exhaustedAt', h.exhausted_at))
-           FROM otp_requests h
-           WHERE h.destination = $1
-             AND h.created_at > statement_timestamp() - make_interval(secs => $3)), '[]') AS history,
+             'purpose', e.purpose, 'createdAt', e.created_at, 'deliveryStatus', e.delivery_status,
+             'verifiedAt', e.verified_at, 'exhaustedAt', e.exhausted_at))
+           FROM (
+             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+                FROM otp_requests, since WHERE destination = $1 AND purpose = $2
+                  AND delivery_status <> 'failed' AND created_at > since.t
+                ORDER BY created_at DESC LIMIT $5)
+             UNION
+             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+                FROM otp_requests, since WHERE destination = $1 AND exhausted_at IS NOT NULL
+                  AND created_at > since.t
+                ORDER BY exhausted_at DESC LIMIT $6)
+             UNION
+             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+                FROM otp_requests, since WHERE destination = $1 AND verified_at IS NOT NULL
+                  AND created_at > since.t
+                ORDER BY verified_at DESC LIMIT 1)
+             UNION
+             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+                FROM otp_requests, since WHERE destination = $1 AND purpose = $2
+                  AND verified_at IS NOT NULL AND created_at > since.t
+                ORDER BY verified_at DESC LIMIT 1)
+           ) e), '[]') AS entries,
+         (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+            SELECT created_at FROM otp_requests WHERE destination = $1
+              AND created_at > statement_timestamp() - interval '1 hour'
+            ORDER BY created_at DESC OFFSET $7 LIMIT $8) w) AS hourly,
+         (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+            SELECT created_at FROM otp_requests WHERE destination = $1
+              AND created_at > statement_timestamp() - make_interval(secs => $4)
+            ORDER BY created_at DESC OFFSET $9 LIMIT $10) w) AS daily,
          (SELECT row_to_json(i) FROM otp_requests i
-           WHERE $2::text IS NOT NULL AND i.idempotency_key = $2
+           WHERE $11::text IS NOT NULL AND i.idempotency_key = $11
              AND i.created_at > statement_timestamp() - make_interval(secs => $4)) AS idempotent`,
-      [destination, idempotencyKey, this.lookbackSeconds, POLICY_WINDOW_SECONDS],
+      [
+        destination,
+        purpose,
+        this.lookbackSeconds,
+        POLICY_WINDOW_SECONDS,
+        this.options.resendCooldownSeconds.length,
+        this.options.lockoutStepSeconds.length,
+        hourly.offset,
+        hourly.limit,
+        daily.offset,
+        daily.limit,
+        idempotencyKey,
+      ],
     );
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,
       version: String(head.version),
-      history: head.history.map((h) => ({
-        purpose: h.purpose,
-        createdAt: new Date(h.createdAt),
-        deliveryStatus: h.deliveryStatus,
-        verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
-        exhaustedAt: h.exhaustedAt ? new Date(h.exhaustedAt) : null,
-      })),
+      history: {
+        entries: head.entries.map((h) => ({
+          purpose: h.purpose,
+          createdAt: new Date(h.createdAt),
+          deliveryStatus: h.deliveryStatus,
+          verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
+          exhaustedAt: h.exhaustedAt ? new Date(h.exhaustedAt) : null,
+        })),
+        hourly: toCapMarks(head.hourly, this.options.maxSendsPerHour),
+        daily: toCapMarks(head.daily, this.options.maxSendsPerDay),
+      },
       idempotent: head.idempotent ? toEntity(reviveRow(head.idempotent)) : null,
     };
   }
@@ -328,8 +394,11 @@ export class OtpRequestRepository {
   }
 
   /** The send history of a destination and the clock (for reporting: status, retryAfter). */
-  async readHistory(destination: string): Promise<{ now: Date; history: SendHistoryEntry[] }> {
-    const { now, history } = await this.loadHistory(destination, null);
+  async readHistory(
+    destination: string,
+    purpose: string,
+  ): Promise<{ now: Date; history: SendHistory }> {
+    const { now, history } = await this.loadHistory(destination, purpose, null);
     return { now, history };
   }
 
@@ -409,4 +478,10 @@ function isUniqueViolation(error: unknown, constraint: string): boolean {
   };
   const driver = e?.driverError ?? e;
   return driver?.code === '23505' && driver?.constraint === constraint;
+}
+
+/** Cap marks from the timestamps at positions cap-1 and cap (or just cap, for a cap of 1). */
+function toCapMarks(times: string[] | null, cap: number): CapMarks {
+  const at = (i: number): Date | null => (times?.[i] ? new Date(times[i]) : null);
+  return cap >= 2 ? { atCapMinusOne: at(0), atCap: at(1) } : { atCapMinusOne: null, atCap: at(0) };
 }

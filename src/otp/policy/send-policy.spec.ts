@@ -3,6 +3,8 @@ import type { DeliveryStatus } from '../otp.types.js';
 import {
   evaluateSend,
   nextSendAt,
+  summarizeHistory,
+  withSend,
   secondsUntil,
   step,
   type SendHistoryEntry,
@@ -42,7 +44,14 @@ function send(
 }
 
 const evaluate = (history: SendHistoryEntry[], now: number, purpose = 'login') =>
-  evaluateSend(history, purpose, at(now), CONTRACT_POLICY);
+  evaluateSend(
+    summarizeHistory(history, at(now), CONTRACT_POLICY),
+    purpose,
+    at(now),
+    CONTRACT_POLICY,
+  );
+const nextAt = (history: SendHistoryEntry[], purpose: string, now: Date) =>
+  nextSendAt(summarizeHistory(history, now, CONTRACT_POLICY), purpose, now, CONTRACT_POLICY);
 
 /** `count` delivered sends of one flow, 1000 s apart so that no send cap is reached. */
 const flowOf = (count: number, purpose = 'login'): SendHistoryEntry[] =>
@@ -408,18 +417,18 @@ describe('secondsUntil', () => {
 
 describe('nextSendAt', () => {
   it('is now when a send is allowed', () => {
-    expect(nextSendAt([send(0)], 'login', at(30), CONTRACT_POLICY)).toEqual(at(30));
-    expect(nextSendAt([], 'login', at(5), CONTRACT_POLICY)).toEqual(at(5));
+    expect(nextAt([send(0)], 'login', at(30))).toEqual(at(30));
+    expect(nextAt([], 'login', at(5))).toEqual(at(5));
   });
 
   it('is the end of the cooldown after a send', () => {
-    expect(nextSendAt([send(0)], 'login', at(1), CONTRACT_POLICY)).toEqual(at(30));
+    expect(nextAt([send(0)], 'login', at(1))).toEqual(at(30));
   });
 
   it('is the end of the limit that ends last', () => {
     const history = [send(0), send(100, { purpose: 'b', exhaustedAt: 200 })];
     // Cooldown of login ends at 30; first exhaustion locks until 230.
-    expect(nextSendAt(history, 'login', at(201), CONTRACT_POLICY)).toEqual(at(230));
+    expect(nextAt(history, 'login', at(201))).toEqual(at(230));
   });
 });
 
@@ -444,5 +453,30 @@ describe('step', () => {
 
   it('is 0 for an empty list', () => {
     expect(step([], 0)).toBe(0);
+  });
+});
+
+describe('withSend', () => {
+  // The marks after a send, shifted from the marks before it, must equal the marks recomputed from
+  // every row: that is what lets the service compute resendAvailableAt without reading again.
+  it.each([
+    [{ maxSendsPerHour: 1, maxSendsPerDay: 1 }, 0],
+    [{ maxSendsPerHour: 1, maxSendsPerDay: 1 }, 3],
+    [{ maxSendsPerHour: 2, maxSendsPerDay: 3 }, 1],
+    [{ maxSendsPerHour: 5, maxSendsPerDay: 10 }, 4],
+    [{ maxSendsPerHour: 5, maxSendsPerDay: 10 }, 9],
+    [{ maxSendsPerHour: 5, maxSendsPerDay: 10 }, 12],
+  ])('shifts the cap marks like a recount (%o, %i earlier sends)', (caps, count) => {
+    const policy = { ...CONTRACT_POLICY, ...caps };
+    const now = at(100_000);
+    const rows = Array.from({ length: count }, (_, i) => send(100_000 - 700 * (i + 1)));
+    const sent = send(100_000);
+    const shifted = withSend(summarizeHistory(rows, now, policy), sent, policy);
+    const recount = summarizeHistory([...rows, sent], now, policy);
+    expect(shifted.hourly.atCap).toEqual(recount.hourly.atCap);
+    expect(shifted.daily.atCap).toEqual(recount.daily.atCap);
+    expect(nextSendAt(shifted, 'login', now, policy)).toEqual(
+      nextSendAt(recount, 'login', now, policy),
+    );
   });
 });

@@ -38,22 +38,88 @@ const latest = (dates: Date[]): Date | null =>
 export const step = (steps: readonly number[], index: number): number =>
   steps[Math.min(index, steps.length - 1)] ?? 0;
 
-/** Send cap over a sliding window: if full, it opens when enough of the oldest sends age out. */
-function capLimit(
-  history: readonly SendHistoryEntry[],
+/**
+ * What the cap of one window needs: the creation times of the sends at positions `cap - 1` and
+ * `cap`, newest first (1-based), among the sends of the window; null where there are fewer. The
+ * window is full while the `cap`-th newest send is in it, and opens when that send ages out.
+ */
+export interface CapMarks {
+  atCapMinusOne: Date | null;
+  atCap: Date | null;
+}
+
+/**
+ * A destination's history, as much of it as the policy reads: bounded however long the history,
+ * so a decision costs the same for a destination with ten sends or ten thousand.
+ * - `entries` must hold at least the newest `resendCooldownSeconds.length` delivered sends of the
+ *   purpose decided on, the newest `lockoutStepSeconds.length` exhausted codes, and the newest
+ *   verified code of the purpose and of the destination, from the last 24 h; any superset (such as
+ *   every row) gives the same decision.
+ * - `hourly` / `daily`: the cap marks of the last hour and the last 24 h.
+ */
+export interface SendHistory {
+  entries: readonly SendHistoryEntry[];
+  hourly: CapMarks;
+  daily: CapMarks;
+}
+
+/** The cap marks of one window, from every send in it. */
+function capMarks(
+  rows: readonly SendHistoryEntry[],
   now: Date,
   windowSeconds: number,
   cap: number,
-): SendLimit | null {
+): CapMarks {
   const windowStart = now.getTime() - windowSeconds * 1000;
-  const inWindow = history
+  const newestFirst = rows
     .filter((h) => h.createdAt.getTime() > windowStart)
-    .map((h) => h.createdAt.getTime())
-    .sort((a, b) => a - b);
-  if (inWindow.length < cap) return null;
-  // The send whose ageing-out brings the count below the cap.
-  const opening = inWindow[inWindow.length - cap] as number;
-  return { code: 'OTP_SEND_LIMIT', until: addSeconds(new Date(opening), windowSeconds) };
+    .map((h) => h.createdAt)
+    .sort((a, b) => b.getTime() - a.getTime());
+  return {
+    atCapMinusOne: cap >= 2 ? (newestFirst[cap - 2] ?? null) : null,
+    atCap: newestFirst[cap - 1] ?? null,
+  };
+}
+
+/** A `SendHistory` from every row of the window (the reference the database query must match). */
+export function summarizeHistory(
+  rows: readonly SendHistoryEntry[],
+  now: Date,
+  policy: SendPolicy,
+): SendHistory {
+  return {
+    entries: rows,
+    hourly: capMarks(rows, now, HOUR_SECONDS, policy.maxSendsPerHour),
+    daily: capMarks(rows, now, POLICY_WINDOW_SECONDS, policy.maxSendsPerDay),
+  };
+}
+
+/**
+ * The history once `sent` (a send made now) is added: the new send is the newest, so each window's
+ * `cap`-th newest is the former `cap - 1`-th. Good for the one decision right after the send
+ * (`resendAvailableAt`); the position before that is not known, so it is left null.
+ */
+export function withSend(
+  history: SendHistory,
+  sent: SendHistoryEntry,
+  policy: SendPolicy,
+): SendHistory {
+  const shift = (marks: CapMarks, cap: number): CapMarks => ({
+    atCapMinusOne: null,
+    atCap: cap === 1 ? sent.createdAt : marks.atCapMinusOne,
+  });
+  return {
+    entries: [...history.entries, sent],
+    hourly: shift(history.hourly, policy.maxSendsPerHour),
+    daily: shift(history.daily, policy.maxSendsPerDay),
+  };
+}
+
+/** Send cap over a sliding window: full while the cap-th newest send is in it. */
+function capLimit(marks: CapMarks, windowSeconds: number): SendLimit | null {
+  return marks.atCap
+    ? { code: 'OTP_SEND_LIMIT', until: addSeconds(marks.atCap, windowSeconds) }
+    : null;
 }
 
 /** Resend cooldown: escalates with each delivered send of the flow (since the last verify). */
@@ -99,21 +165,21 @@ function lockoutLimit(
 }
 
 /**
- * Decides whether a destination may be sent a code for `purpose` now, from its send history
- * (every send of the last 24 h, all purposes). When several limits apply, the one that ends last
+ * Decides whether a destination may be sent a code for `purpose` now, from its send history (see
+ * `SendHistory` for how much of it is needed). When several limits apply, the one that ends last
  * is reported, since it is the wait the client really faces.
  */
 export function evaluateSend(
-  history: readonly SendHistoryEntry[],
+  history: SendHistory,
   purpose: string,
   now: Date,
   policy: SendPolicy,
 ): SendDecision {
   const limits = [
-    cooldownLimit(history, purpose, policy),
-    lockoutLimit(history, now, policy),
-    capLimit(history, now, HOUR_SECONDS, policy.maxSendsPerHour),
-    capLimit(history, now, POLICY_WINDOW_SECONDS, policy.maxSendsPerDay),
+    cooldownLimit(history.entries, purpose, policy),
+    lockoutLimit(history.entries, now, policy),
+    capLimit(history.hourly, HOUR_SECONDS),
+    capLimit(history.daily, POLICY_WINDOW_SECONDS),
   ].filter((l): l is SendLimit => l !== null && l.until > now);
   if (limits.length === 0) return { allowed: true };
   const binding = limits.reduce((a, b) => (b.until > a.until ? b : a));
@@ -127,7 +193,7 @@ export function secondsUntil(until: Date, now: Date): number {
 
 /** When the next send for `purpose` will be allowed: `now` if it already is. */
 export function nextSendAt(
-  history: readonly SendHistoryEntry[],
+  history: SendHistory,
   purpose: string,
   now: Date,
   policy: SendPolicy,
