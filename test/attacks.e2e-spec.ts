@@ -3,15 +3,12 @@ import { randomUUID } from 'node:crypto';
 import type { Response, Test } from 'supertest';
 import { hashVerificationToken } from '../src/otp/crypto/verification-token.js';
 import {
-  compareSends,
-  compareVerifiesActiveVersusUnknown,
-  compareVerifiesWithoutCode,
-  describeMedians,
-  expectSameHeaderNames,
-  expectSameLatency,
-  expectSameShape,
+  expectSendsAlike,
+  expectVerifiesWithoutCodeAlike,
+  expectWrongGuessAsSlowAsUnknown,
+  type EnumerationRun,
 } from './support/attack-enumeration.js';
-import { FUZZ_ROUTES, fuzzRoute, seedFuzzPool, type FuzzPool } from './support/attack-fuzz.js';
+import { FUZZ_ROUTES, fuzzAndReport, seedFuzzPool, type FuzzPool } from './support/attack-fuzz.js';
 import {
   AttackDb,
   report,
@@ -137,98 +134,58 @@ describe('guess budget across resends (POST /otp/send, POST /otp/verify)', () =>
   ];
   const forwardedFor = (i: number): string => `203.0.113.${(i % 250) + 1}, 10.0.0.${(i % 7) + 1}`;
 
+  /** One fresh email address; `rotating` names what the attacker varies from request to request. */
+  const emailPlan =
+    (rotating: { spellings?: boolean; purposes?: boolean; forwardedFor?: boolean } = {}) =>
+    (): Plan => {
+      const email = uniqueEmail();
+      return {
+        region: 'US',
+        normalized: email,
+        spell: rotating.spellings ? rotate(emailSpellings(email)) : fixed(email),
+        purpose: rotating.purposes ? rotate(PURPOSES) : fixed('login'),
+        forwardedFor: rotating.forwardedFor ? forwardedFor : fixed(undefined),
+      };
+    };
+  /** One phone number written in turn as each of `spellings`. */
+  const phonePlan = (region: Plan['region'], e164: string, spellings: string[]): Plan => ({
+    region,
+    normalized: e164,
+    spell: rotate(spellings),
+    purpose: fixed('login'),
+    forwardedFor: fixed(undefined),
+  });
+
   const plans: [string, () => Plan][] = [
-    [
-      'one email address',
-      () => {
-        const email = uniqueEmail();
-        return {
-          region: 'US',
-          normalized: email,
-          spell: fixed(email),
-          purpose: fixed('login'),
-          forwardedFor: fixed(undefined),
-        };
-      },
-    ],
-    [
-      'an email address in other cases and with spaces',
-      () => {
-        const email = uniqueEmail();
-        return {
-          region: 'US',
-          normalized: email,
-          spell: rotate(emailSpellings(email)),
-          purpose: fixed('login'),
-          forwardedFor: fixed(undefined),
-        };
-      },
-    ],
+    ['one email address', emailPlan()],
+    ['an email address in other cases and with spaces', emailPlan({ spellings: true })],
     [
       'a UK mobile as +44 7400 … and 07400 … (defaultRegion GB)',
       () => {
         const { spaced, e164 } = uniqueUkMobile();
         const national = `0${spaced.slice(4)}`;
-        return {
-          region: 'GB',
-          normalized: e164,
-          spell: rotate([spaced, national, e164, national.replace(' ', '')]),
-          purpose: fixed('login'),
-          forwardedFor: fixed(undefined),
-        };
+        return phonePlan('GB', e164, [spaced, national, e164, national.replace(' ', '')]);
       },
     ],
     [
       'a US number as +1 415 … and (415) … (defaultRegion US)',
       () => {
         const { e164, national } = uniqueUsPhone();
-        return {
-          region: 'US',
-          normalized: e164,
-          spell: rotate([`+1 415 ${e164.slice(5, 8)} ${e164.slice(8)}`, national, e164]),
-          purpose: fixed('login'),
-          forwardedFor: fixed(undefined),
-        };
+        return phonePlan('US', e164, [
+          `+1 415 ${e164.slice(5, 8)} ${e164.slice(8)}`,
+          national,
+          e164,
+        ]);
       },
     ],
-    [
-      'one email address, a new purpose for every send',
-      () => {
-        const email = uniqueEmail();
-        return {
-          region: 'US',
-          normalized: email,
-          spell: fixed(email),
-          purpose: rotate(PURPOSES),
-          forwardedFor: fixed(undefined),
-        };
-      },
-    ],
+    ['one email address, a new purpose for every send', emailPlan({ purposes: true })],
     [
       'one email address, a new X-Forwarded-For on every request',
-      () => {
-        const email = uniqueEmail();
-        return {
-          region: 'US',
-          normalized: email,
-          spell: fixed(email),
-          purpose: fixed('login'),
-          forwardedFor,
-        };
-      },
+      emailPlan({ forwardedFor: true }),
     ],
     [
       'spellings, purposes and X-Forwarded-For all rotating',
-      () => {
-        const email = uniqueEmail();
-        return {
-          region: 'US',
-          normalized: email,
-          spell: rotate(emailSpellings(email)),
-          purpose: rotate(PURPOSES),
-          forwardedFor,
-        };
-      },
+      emailPlan({ spellings: true, purposes: true, forwardedFor: true }),
     ],
   ];
 
@@ -291,8 +248,8 @@ describe('guess budget across resends (POST /otp/send, POST /otp/verify)', () =>
 });
 
 describe('enumeration', () => {
-  const SAMPLES = 40;
-  const TOLERANCE_MS = 5;
+  /** Fewer samples than test/attack/, the same tolerance; `run` names the hasher. */
+  const quick = (run: string): EnumerationRun => ({ samples: 40, toleranceMs: 5, run });
 
   describe('POST /otp/send', () => {
     let t: TestApp;
@@ -304,11 +261,7 @@ describe('enumeration', () => {
     });
 
     it('answers alike, as fast, for addresses with history and addresses never seen', async () => {
-      const c = await compareSends(t, SAMPLES);
-      expect(c.known[0]?.status).toBe(202);
-      expectSameShape(c, { sameBodies: false });
-      report(`enumeration, POST /otp/send (hmac), history vs never seen: ${describeMedians(c)}`);
-      expectSameLatency(c, TOLERANCE_MS);
+      await expectSendsAlike(t, quick('hmac'));
     });
   });
 
@@ -324,26 +277,11 @@ describe('enumeration', () => {
     });
 
     it('answers alike, as fast, for addresses with history and addresses never seen', async () => {
-      const c = await compareVerifiesWithoutCode(t, SAMPLES);
-      expect(c.known[0]?.status).toBe(410);
-      expectSameShape(c, { sameBodies: true });
-      report(
-        `enumeration, POST /otp/verify (bcrypt 8), history without an active code vs never ` +
-          `seen: ${describeMedians(c)}`,
-      );
-      expectSameLatency(c, TOLERANCE_MS);
+      await expectVerifiesWithoutCodeAlike(t, quick('bcrypt 8'));
     });
 
     it('takes as long for a wrong guess at an active code as for an address never seen', async () => {
-      const c = await compareVerifiesActiveVersusUnknown(t, SAMPLES);
-      for (const res of c.known) expectError(res, 401, 'OTP_INVALID', ['attemptsRemaining']);
-      for (const res of c.unknown) expectError(res, 410, 'OTP_EXPIRED');
-      expectSameHeaderNames(c);
-      report(
-        `enumeration, POST /otp/verify (bcrypt 8), wrong guess at an active code (401) vs ` +
-          `never seen (410): ${describeMedians(c)}`,
-      );
-      expectSameLatency(c, TOLERANCE_MS);
+      await expectWrongGuessAsSlowAsUnknown(t, quick('bcrypt 8'));
     });
   });
 });
@@ -618,13 +556,7 @@ describe('type confusion, injection and response manipulation', () => {
     it.each(FUZZ_ROUTES)(
       `%s: ${NUM_RUNS} random requests, no 500, refusals change nothing`,
       async (route) => {
-        const result = await fuzzRoute(p, pool, route, { seed: SEED, numRuns: NUM_RUNS });
-        const outcomes = Object.entries(result.outcomes)
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(([key, n]) => `${key} x${n}`)
-          .join(', ');
-        report(`fuzz, ${route}: numRuns ${result.numRuns}, seed ${SEED}; answers: ${outcomes}`);
-        expect(Object.values(result.outcomes).reduce((a, b) => a + b, 0)).toBe(NUM_RUNS);
+        await fuzzAndReport(p, pool, route, { seed: SEED, numRuns: NUM_RUNS });
       },
     );
   });

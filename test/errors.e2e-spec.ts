@@ -9,6 +9,7 @@ import request, { type Response } from 'supertest';
 import { createExampleApp } from '../src/example/bootstrap.js';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../src/example/database.js';
 import { WebhookOtpProvider } from '../src/otp/delivery/webhook.provider.js';
+import { withFailing, wrongCode } from './support/contract.js';
 import {
   CapturingProvider,
   rowsFor,
@@ -47,9 +48,6 @@ function expectRetryable(res: Response, code: string): number {
  * whenever its counter lands below 2,000,000, which depends on the worker's pid.
  */
 const validPhone = (): string => `+1415${randomInt(2_000_000, 10_000_000)}`;
-
-const wrongCode = (code: string): string =>
-  [...code].map((d) => String((Number(d) + 1) % 10)).join('');
 
 const ROUTES = ['/otp/send', '/otp/verify'] as const;
 /** A valid body for each route, for a fresh destination. */
@@ -310,13 +308,10 @@ describe('POST /otp/send delivery failure', () => {
 
   it('answers 503 OTP_DELIVERY_FAILED when every channel fails, leaving no active code', async () => {
     const phone = validPhone();
-    t.provider.failing = new Set(['sms', 'voice']);
-    try {
-      const res = await t.http.post('/otp/send').send({ destination: phone });
-      expectError(res, 503, 'OTP_DELIVERY_FAILED');
-    } finally {
-      t.provider.failing = new Set();
-    }
+    const res = await withFailing(t, ['sms', 'voice'], () =>
+      t.http.post('/otp/send').send({ destination: phone }),
+    );
+    expectError(res, 503, 'OTP_DELIVERY_FAILED');
     const rows = await rowsFor(phone);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ delivery_status: 'failed', code_hash: null });
@@ -326,14 +321,11 @@ describe('POST /otp/send delivery failure', () => {
 
   it('falls back to voice when only sms fails', async () => {
     const phone = validPhone();
-    t.provider.failing = new Set(['sms']);
-    try {
-      const res = await t.http.post('/otp/send').send({ destination: phone });
-      expect(res.status).toBe(202);
-      expect(res.body.channel).toBe('voice');
-    } finally {
-      t.provider.failing = new Set();
-    }
+    const res = await withFailing(t, ['sms'], () =>
+      t.http.post('/otp/send').send({ destination: phone }),
+    );
+    expect(res.status).toBe(202);
+    expect(res.body.channel).toBe('voice');
   });
 });
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Response } from 'supertest';
+import { withFailing, wrongCode } from './support/contract.js';
 import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
 
 /**
@@ -21,10 +22,6 @@ function expectLimited(res: Response, code: string, seconds: number): void {
 /** Seconds from the send to `resendAvailableAt`, the send moment being `expiresAt - ttl`. */
 const resendDelay = (body: { expiresAt: string; resendAvailableAt: string }, ttl = 300): number =>
   (Date.parse(body.resendAvailableAt) - (Date.parse(body.expiresAt) - ttl * 1000)) / 1000;
-
-/** A code that differs from `code` in every digit. */
-const wrongCode = (code: string): string =>
-  [...code].map((d) => String((Number(d) + 1) % 10)).join('');
 
 describe('send policy (defaults)', () => {
   let t: TestApp;
@@ -119,14 +116,9 @@ describe('send policy (defaults)', () => {
 
     it('starts no cooldown on a failed delivery', async () => {
       const email = uniqueEmail();
-      t.provider.failing.add('email');
-      try {
-        const failed = await send(email);
-        expect(failed.status).toBe(503);
-        expect(failed.body.code).toBe('OTP_DELIVERY_FAILED');
-      } finally {
-        t.provider.failing.clear();
-      }
+      const failed = await withFailing(t, ['email'], () => send(email));
+      expect(failed.status).toBe(503);
+      expect(failed.body.code).toBe('OTP_DELIVERY_FAILED');
       const sent = await send(email);
       expect(sent.status).toBe(202);
       // The first delivered send of the flow: its cooldown is the first step.
@@ -159,8 +151,7 @@ describe('send policy (defaults)', () => {
 
     it('counts failed deliveries toward the hourly cap', async () => {
       const email = uniqueEmail();
-      t.provider.failing.add('email');
-      try {
+      await withFailing(t, ['email'], async () => {
         for (let i = 0; i < 5; i++) {
           // Same purpose each time: a failed delivery starts no cooldown.
           const res = await send(email);
@@ -169,9 +160,7 @@ describe('send policy (defaults)', () => {
             code: 'OTP_DELIVERY_FAILED',
           });
         }
-      } finally {
-        t.provider.failing.clear();
-      }
+      });
       expectLimited(await send(email), 'OTP_SEND_LIMIT', 3600);
       const rows = await rowsFor(email);
       expect(rows.map((r) => r.delivery_status)).toEqual(Array(5).fill('failed'));

@@ -5,12 +5,14 @@ import {
   dbMillis,
   expectError,
   isoMillis,
+  messagesTo,
   sendCode,
+  supersedeByFailedSend,
   uniqueKey,
   uniqueUkMobile,
   uniqueUsPhone,
+  withFailing,
 } from './support/contract.js';
-import type { OtpChannel } from '../src/otp/otp.types.js';
 import {
   query,
   rowsFor,
@@ -29,18 +31,9 @@ describe('POST /otp/send', () => {
     await t.close();
   });
 
-  const messagesTo = (destination: string): number =>
-    t.provider.messages.filter((m) => m.destination === destination).length;
-
-  /** Runs `work` while the provider fails on `channels` (tests in a file run one at a time). */
-  async function withFailing<T>(channels: OtpChannel[], work: () => Promise<T>): Promise<T> {
-    for (const c of channels) t.provider.failing.add(c);
-    try {
-      return await work();
-    } finally {
-      for (const c of channels) t.provider.failing.delete(c);
-    }
-  }
+  /** A send carrying an Idempotency-Key. */
+  const sendWithKey = (key: string, body: Record<string, unknown>) =>
+    t.http.post('/otp/send').set('Idempotency-Key', key).send(body);
 
   describe('202 response', () => {
     it('answers every field of the contract for an email address', async () => {
@@ -209,11 +202,7 @@ describe('POST /otp/send', () => {
 
     it('leaves no active code when the superseding send fails to deliver', async () => {
       const email = uniqueEmail();
-      const first = await sendCode(t, email);
-      await travel(email, 31);
-      const failed = await withFailing(['email'], () =>
-        t.http.post('/otp/send').send({ destination: email }),
-      );
+      const { first, failed } = await supersedeByFailedSend(t, email);
       expectError(failed, 503, 'OTP_DELIVERY_FAILED');
       const res = await t.http.post('/otp/verify').send({ destination: email, code: first.code });
       expectError(res, 410, 'OTP_EXPIRED');
@@ -273,22 +262,14 @@ describe('POST /otp/send', () => {
     it('replays the first response for the same key and body, sending nothing', async () => {
       const email = uniqueEmail();
       const key = uniqueKey();
-      const first = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email })
-        .expect(202);
-      const sent = messagesTo(email);
+      const first = await sendWithKey(key, { destination: email }).expect(202);
+      const sent = messagesTo(t, email);
       expect(sent).toBe(1);
 
       // Within the resend cooldown: a plain send would be a 429, a replay is not a send.
-      const again = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email })
-        .expect(202);
+      const again = await sendWithKey(key, { destination: email }).expect(202);
       expect(again.body).toEqual(first.body);
-      expect(messagesTo(email)).toBe(sent);
+      expect(messagesTo(t, email)).toBe(sent);
       expect(await rowsFor(email)).toHaveLength(1);
     });
 
@@ -296,13 +277,11 @@ describe('POST /otp/send', () => {
       const email = uniqueEmail();
       const key = uniqueKey();
       const responses = await Promise.all(
-        Array.from({ length: 8 }, () =>
-          t.http.post('/otp/send').set('Idempotency-Key', key).send({ destination: email }),
-        ),
+        Array.from({ length: 8 }, () => sendWithKey(key, { destination: email })),
       );
       expect(responses.map((r) => r.status)).toEqual(Array(8).fill(202));
       expect(new Set(responses.map((r): unknown => r.body.requestId)).size).toBe(1);
-      expect(messagesTo(email)).toBe(1);
+      expect(messagesTo(t, email)).toBe(1);
       expect(await rowsFor(email)).toHaveLength(1);
     });
 
@@ -310,20 +289,12 @@ describe('POST /otp/send', () => {
       const email = uniqueEmail();
       const other = uniqueEmail();
       const key = uniqueKey();
-      const first = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email })
-        .expect(202);
+      const first = await sendWithKey(key, { destination: email }).expect(202);
       await travel(email, 24 * 3600 + 60);
 
-      const reused = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: other })
-        .expect(202);
+      const reused = await sendWithKey(key, { destination: other }).expect(202);
       expect(reused.body.requestId).not.toBe(first.body.requestId);
-      expect(messagesTo(other)).toBe(1);
+      expect(messagesTo(t, other)).toBe(1);
       const holders = await query<{ destination: string }>(
         'SELECT destination FROM otp_requests WHERE idempotency_key = $1',
         [key],
@@ -335,22 +306,12 @@ describe('POST /otp/send', () => {
       const email = uniqueEmail();
       const other = uniqueEmail();
       const key = uniqueKey();
-      await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email })
-        .expect(202);
+      await sendWithKey(key, { destination: email }).expect(202);
       const before = t.provider.messages.length;
 
-      const otherDestination = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: other });
+      const otherDestination = await sendWithKey(key, { destination: other });
       expectError(otherDestination, 422, 'IDEMPOTENCY_KEY_REUSED');
-      const otherPurpose = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email, purpose: 'reset' });
+      const otherPurpose = await sendWithKey(key, { destination: email, purpose: 'reset' });
       expectError(otherPurpose, 422, 'IDEMPOTENCY_KEY_REUSED');
 
       expect(t.provider.messages.length).toBe(before);
@@ -361,11 +322,7 @@ describe('POST /otp/send', () => {
     it('accepts a 255-character printable ASCII key', async () => {
       const email = uniqueEmail();
       const key = `${uniqueKey()} ~!`.padEnd(255, 'x');
-      await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email })
-        .expect(202);
+      await sendWithKey(key, { destination: email }).expect(202);
       expect((await rowsFor(email))[0]?.idempotency_key).toBe(key);
     });
 
@@ -376,10 +333,7 @@ describe('POST /otp/send', () => {
     ])('refuses %s', async (_name, key) => {
       const email = uniqueEmail();
       const before = t.provider.messages.length;
-      const res = await t.http
-        .post('/otp/send')
-        .set('Idempotency-Key', key)
-        .send({ destination: email });
+      const res = await sendWithKey(key, { destination: email });
       expectError(res, 400, 'VALIDATION_FAILED');
       expect(t.provider.messages.length).toBe(before);
       expect(await rowsFor(email)).toHaveLength(0);
@@ -389,11 +343,11 @@ describe('POST /otp/send', () => {
   describe('delivery failure', () => {
     it('answers 503 and leaves a failed row with no code', async () => {
       const email = uniqueEmail();
-      const res = await withFailing(['email'], () =>
+      const res = await withFailing(t, ['email'], () =>
         t.http.post('/otp/send').send({ destination: email }),
       );
       expectError(res, 503, 'OTP_DELIVERY_FAILED');
-      expect(messagesTo(email)).toBe(0);
+      expect(messagesTo(t, email)).toBe(0);
       const rows = await rowsFor(email);
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ delivery_status: 'failed', code_hash: null });
@@ -407,7 +361,7 @@ describe('POST /otp/send', () => {
 
     it('falls back to voice when only sms fails', async () => {
       const phone = uniqueUsPhone().e164;
-      const res = await withFailing(['sms'], () =>
+      const res = await withFailing(t, ['sms'], () =>
         t.http.post('/otp/send').send({ destination: phone }),
       );
       expect(res.status).toBe(202);
@@ -425,7 +379,7 @@ describe('POST /otp/send', () => {
 
     it('answers 503 when sms and its voice fallback both fail', async () => {
       const phone = uniqueUsPhone().e164;
-      const res = await withFailing(['sms', 'voice'], () =>
+      const res = await withFailing(t, ['sms', 'voice'], () =>
         t.http.post('/otp/send').send({ destination: phone }),
       );
       expectError(res, 503, 'OTP_DELIVERY_FAILED');

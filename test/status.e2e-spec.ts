@@ -6,6 +6,7 @@ import {
   isoMillis,
   sendCode,
   uniqueUsPhone,
+  withFailing,
   wrongCode,
 } from './support/contract.js';
 import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
@@ -120,13 +121,10 @@ describe('GET /otp/requests/:requestId', () => {
 
   it('shows failed after a failed delivery', async () => {
     const email = uniqueEmail();
-    t.provider.failing.add('email');
-    try {
-      const res = await t.http.post('/otp/send').send({ destination: email });
-      expectError(res, 503, 'OTP_DELIVERY_FAILED');
-    } finally {
-      t.provider.failing.delete('email');
-    }
+    const failed = await withFailing(t, ['email'], () =>
+      t.http.post('/otp/send').send({ destination: email }),
+    );
+    expectError(failed, 503, 'OTP_DELIVERY_FAILED');
     const [row] = await rowsFor(email);
     const res = await status(row?.id).expect(200);
     expect(Object.keys(res.body).sort()).toEqual(VIEW_KEYS);

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Response } from 'supertest';
-import type { OtpChannel } from '../src/otp/otp.types.js';
 import {
   EXPIRED_MESSAGE,
   dbMillis,
   expectError,
   isoMillis,
   sendCode,
+  supersedeByFailedSend,
   wrongCode,
 } from './support/contract.js';
 import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
@@ -22,15 +22,6 @@ describe('POST /otp/verify', () => {
   });
 
   const verify = (body: Record<string, unknown>) => t.http.post('/otp/verify').send(body);
-
-  async function withFailing<T>(channels: OtpChannel[], work: () => Promise<T>): Promise<T> {
-    for (const c of channels) t.provider.failing.add(c);
-    try {
-      return await work();
-    } finally {
-      for (const c of channels) t.provider.failing.delete(c);
-    }
-  }
 
   describe('200: correct, active code', () => {
     it('answers a verification token that expires in 600 s', async () => {
@@ -162,11 +153,7 @@ describe('POST /otp/verify', () => {
 
     it('answers 410 for a superseded code when the superseding send left no active code', async () => {
       const email = uniqueEmail();
-      const first = await sendCode(t, email);
-      await travel(email, 31);
-      const failed = await withFailing(['email'], () =>
-        t.http.post('/otp/send').send({ destination: email }),
-      );
+      const { first, failed } = await supersedeByFailedSend(t, email);
       expectError(failed, 503, 'OTP_DELIVERY_FAILED');
       expect410(await verify({ destination: email, code: first.code }));
       const rows = await rowsFor(email);
@@ -191,11 +178,7 @@ describe('POST /otp/verify', () => {
       const expired = await verify({ destination: expiredEmail, code: expiredCode });
 
       const supersededEmail = uniqueEmail();
-      const supersededCode = (await sendCode(t, supersededEmail)).code;
-      await travel(supersededEmail, 31);
-      await withFailing(['email'], () =>
-        t.http.post('/otp/send').send({ destination: supersededEmail }),
-      );
+      const supersededCode = (await supersedeByFailedSend(t, supersededEmail)).first.code;
       const superseded = await verify({ destination: supersededEmail, code: supersededCode });
 
       const usedEmail = uniqueEmail();

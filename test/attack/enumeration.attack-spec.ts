@@ -1,15 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, it } from '@jest/globals';
 import {
-  compareSends,
-  compareVerifiesActiveVersusUnknown,
-  compareVerifiesWithoutCode,
-  describeMedians,
-  expectSameHeaderNames,
-  expectSameLatency,
-  expectSameShape,
+  expectSendsAlike,
+  expectVerifiesWithoutCodeAlike,
+  expectWrongGuessAsSlowAsUnknown,
+  type EnumerationRun,
 } from '../support/attack-enumeration.js';
-import { report } from '../support/attack-kit.js';
-import { expectError } from '../support/contract.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
 /**
@@ -18,8 +13,7 @@ import { startTestApp, type TestApp } from '../support/test-app.js';
  * answer or in its latency.
  */
 
-const SAMPLES = 60;
-const TOLERANCE_MS = 5;
+const RUN: EnumerationRun = { samples: 60, toleranceMs: 5, run: 'bcrypt 10' };
 
 describe('enumeration with the default hasher (attack suite)', () => {
   let t: TestApp;
@@ -31,33 +25,14 @@ describe('enumeration with the default hasher (attack suite)', () => {
   });
 
   it('POST /otp/send answers alike, as fast, for addresses with history and never seen', async () => {
-    const c = await compareSends(t, SAMPLES);
-    expect(c.known[0]?.status).toBe(202);
-    expectSameShape(c, { sameBodies: false });
-    report(`enumeration, POST /otp/send (bcrypt 10), history vs never seen: ${describeMedians(c)}`);
-    expectSameLatency(c, TOLERANCE_MS);
+    await expectSendsAlike(t, RUN);
   });
 
   it('POST /otp/verify answers alike, as fast, for addresses with history and never seen', async () => {
-    const c = await compareVerifiesWithoutCode(t, SAMPLES);
-    expect(c.known[0]?.status).toBe(410);
-    expectSameShape(c, { sameBodies: true });
-    report(
-      `enumeration, POST /otp/verify (bcrypt 10), history without an active code vs never ` +
-        `seen: ${describeMedians(c)}`,
-    );
-    expectSameLatency(c, TOLERANCE_MS);
+    await expectVerifiesWithoutCodeAlike(t, RUN);
   });
 
   it('POST /otp/verify takes as long for a wrong guess at an active code as for an address never seen', async () => {
-    const c = await compareVerifiesActiveVersusUnknown(t, SAMPLES);
-    for (const res of c.known) expectError(res, 401, 'OTP_INVALID', ['attemptsRemaining']);
-    for (const res of c.unknown) expectError(res, 410, 'OTP_EXPIRED');
-    expectSameHeaderNames(c);
-    report(
-      `enumeration, POST /otp/verify (bcrypt 10), wrong guess at an active code (401) vs never ` +
-        `seen (410): ${describeMedians(c)}`,
-    );
-    expectSameLatency(c, TOLERANCE_MS);
+    await expectWrongGuessAsSlowAsUnknown(t, RUN);
   });
 });

@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import type { Response } from 'supertest';
 import { hashVerificationToken } from '../../src/otp/crypto/verification-token.js';
 import { AttackDb, report, spyOnGuesses, type GuessSpy } from '../support/attack-kit.js';
-import { outcome, tally, withOutcome, wrongCodes } from '../support/races.js';
+import { outcome, showCounts, tally, withOutcome, wrongCodes } from '../support/races.js';
 import { startTestApp, uniqueEmail, type TestApp } from '../support/test-app.js';
 
 /**
@@ -19,12 +19,6 @@ const MAX_ATTEMPTS = 3;
 function addTo(total: Record<string, number>, counts: Record<string, number>): void {
   for (const [key, n] of Object.entries(counts)) total[key] = (total[key] ?? 0) + n;
 }
-
-const show = (counts: Record<string, number>): string =>
-  Object.entries(counts)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([key, n]) => `${key} x${n}`)
-    .join(', ');
 
 describe('races, repeated (attack suite)', () => {
   let t: TestApp;
@@ -88,7 +82,7 @@ describe('races, repeated (attack suite)', () => {
     report(
       `races: ${ROUNDS} rounds, verify-right (${parallel} parallel): ${exactlyOne}/${ROUNDS} ` +
         `exactly one 200 and one token; at most ${maxEvaluated} guesses evaluated per code; ` +
-        `answers: ${show(total)}`,
+        `answers: ${showCounts(total)}`,
     );
   });
 
@@ -160,10 +154,10 @@ describe('races, repeated (attack suite)', () => {
     report(
       `races: ${ROUNDS} rounds, wrong+right (${wrong} wrong + 1 right in parallel): never more ` +
         `than ${MAX_ATTEMPTS} evaluated (rounds by guesses evaluated: ` +
-        `${show(evaluatedHistogram)}); attempts_used = answers that evaluated a guess in ` +
+        `${showCounts(evaluatedHistogram)}); attempts_used = answers that evaluated a guess in ` +
         `${ROUNDS}/${ROUNDS}; right code verified in ${endings.verified}, code exhausted ` +
         `in ${endings.exhausted}, right code refused afterwards in ${ROUNDS}/${ROUNDS}; ` +
-        `answers: ${show(total)}`,
+        `answers: ${showCounts(total)}`,
     );
   });
 
@@ -199,7 +193,7 @@ describe('races, repeated (attack suite)', () => {
     }
     report(
       `races: ${ROUNDS} rounds, sends (${parallel} parallel, 3 spellings): ${exactlyOne}/${ROUNDS} ` +
-        `one delivery and one active row; answers: ${show(total)}`,
+        `one delivery and one active row; answers: ${showCounts(total)}`,
     );
   });
 
@@ -228,7 +222,7 @@ describe('races, repeated (attack suite)', () => {
     }
     report(
       `races: ${ROUNDS} rounds, token uses (${parallel} parallel): ${exactlyOne}/${ROUNDS} ` +
-        `exactly one passes; answers: ${show(total)}`,
+        `exactly one passes; answers: ${showCounts(total)}`,
     );
   });
 });

@@ -1,7 +1,8 @@
 import { expect } from '@jest/globals';
 import { randomInt } from 'node:crypto';
 import type { Response } from 'supertest';
-import { bodyKeys, median, stableHeaderNames, timed } from './attack-kit.js';
+import { bodyKeys, median, report, stableHeaderNames, timed } from './attack-kit.js';
+import { expectError } from './contract.js';
 import { travel, uniqueEmail, type TestApp } from './test-app.js';
 
 /**
@@ -160,3 +161,50 @@ export function expectSameLatency(c: Comparison, toleranceMs: number): void {
 export const describeMedians = (c: Comparison): string =>
   `${c.knownMedianMs.toFixed(2)} ms vs ${c.unknownMedianMs.toFixed(2)} ms ` +
   `(difference ${Math.abs(c.knownMedianMs - c.unknownMedianMs).toFixed(2)} ms, n=${c.known.length} each)`;
+
+/**
+ * The three enumeration checks, each a whole test body, shared by the quick run and the attack
+ * suite; `run` names the hasher in the printed figures (`hmac`, `bcrypt 8`, `bcrypt 10`).
+ */
+export interface EnumerationRun {
+  samples: number;
+  toleranceMs: number;
+  run: string;
+}
+
+/** POST /otp/send: alike and as fast for addresses with history and never seen. */
+export async function expectSendsAlike(t: TestApp, o: EnumerationRun): Promise<void> {
+  const c = await compareSends(t, o.samples);
+  expect(c.known[0]?.status).toBe(202);
+  expectSameShape(c, { sameBodies: false });
+  report(`enumeration, POST /otp/send (${o.run}), history vs never seen: ${describeMedians(c)}`);
+  expectSameLatency(c, o.toleranceMs);
+}
+
+/** POST /otp/verify: alike and as fast for addresses with history (no active code) and never seen. */
+export async function expectVerifiesWithoutCodeAlike(t: TestApp, o: EnumerationRun): Promise<void> {
+  const c = await compareVerifiesWithoutCode(t, o.samples);
+  expect(c.known[0]?.status).toBe(410);
+  expectSameShape(c, { sameBodies: true });
+  report(
+    `enumeration, POST /otp/verify (${o.run}), history without an active code vs never ` +
+      `seen: ${describeMedians(c)}`,
+  );
+  expectSameLatency(c, o.toleranceMs);
+}
+
+/** POST /otp/verify: a wrong guess at an active code takes as long as one for an unknown address. */
+export async function expectWrongGuessAsSlowAsUnknown(
+  t: TestApp,
+  o: EnumerationRun,
+): Promise<void> {
+  const c = await compareVerifiesActiveVersusUnknown(t, o.samples);
+  for (const res of c.known) expectError(res, 401, 'OTP_INVALID', ['attemptsRemaining']);
+  for (const res of c.unknown) expectError(res, 410, 'OTP_EXPIRED');
+  expectSameHeaderNames(c);
+  report(
+    `enumeration, POST /otp/verify (${o.run}), wrong guess at an active code (401) vs never ` +
+      `seen (410): ${describeMedians(c)}`,
+  );
+  expectSameLatency(c, o.toleranceMs);
+}

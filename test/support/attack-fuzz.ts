@@ -1,8 +1,8 @@
 import { expect } from '@jest/globals';
 import fc from 'fast-check';
 import type { Response } from 'supertest';
-import type { PrivateApp, TableFingerprint } from './attack-kit.js';
-import { outcome } from './races.js';
+import { report, type PrivateApp, type TableFingerprint } from './attack-kit.js';
+import { outcome, showCounts } from './races.js';
 
 /**
  * Property-based fuzzing of every route (issue 4, attack 5), shared by the quick run in
@@ -372,4 +372,22 @@ export async function fuzzRoute(
     { seed: options.seed, numRuns: options.numRuns, endOnFailure: true },
   );
   return { numRuns: options.numRuns, outcomes };
+}
+
+/**
+ * The whole fuzz test of one route, shared by the quick and the long run: fuzzes it, prints the
+ * answers it saw as an `[attack]` line, and checks that every run was answered.
+ */
+export async function fuzzAndReport(
+  t: PrivateApp,
+  pool: FuzzPool,
+  route: FuzzRoute,
+  options: { seed: number; numRuns: number },
+): Promise<void> {
+  const result = await fuzzRoute(t, pool, route, options);
+  report(
+    `fuzz, ${route}: numRuns ${result.numRuns}, seed ${options.seed}; ` +
+      `answers: ${showCounts(result.outcomes)}`,
+  );
+  expect(Object.values(result.outcomes).reduce((a, b) => a + b, 0)).toBe(options.numRuns);
 }

@@ -1,7 +1,8 @@
 import { expect } from '@jest/globals';
 import { randomInt, randomUUID } from 'node:crypto';
 import type { Response } from 'supertest';
-import type { TestApp } from './test-app.js';
+import type { OtpChannel } from '../../src/otp/otp.types.js';
+import { travel, type TestApp } from './test-app.js';
 
 /** Assertions on the HTTP contract (/work/shared/http-contract.md) shared by the route specs. */
 
@@ -106,3 +107,41 @@ export const wrongCode = (code: string): string =>
     .split('')
     .map((d) => String((Number(d) + 1) % 10))
     .join('');
+
+/** How many messages the provider delivered to a (normalized) destination. */
+export const messagesTo = (t: TestApp, destination: string): number =>
+  t.provider.messages.filter((m) => m.destination === destination).length;
+
+/**
+ * Runs `work` while the provider fails on `channels`, then restores them (tests in a file run one at
+ * a time, so no other request of the file sees the failure).
+ */
+export async function withFailing<T>(
+  t: TestApp,
+  channels: OtpChannel[],
+  work: () => Promise<T>,
+): Promise<T> {
+  for (const c of channels) t.provider.failing.add(c);
+  try {
+    return await work();
+  } finally {
+    for (const c of channels) t.provider.failing.delete(c);
+  }
+}
+
+/**
+ * Sends a code to an email address, moves past the resend cooldown, then sends again while email
+ * delivery fails: the first code is superseded and the failed send leaves no active code. Returns
+ * the first send and the failed send's response (a 503 by contract; the caller checks it).
+ */
+export async function supersedeByFailedSend(
+  t: TestApp,
+  email: string,
+): Promise<{ first: { body: Record<string, unknown>; code: string }; failed: Response }> {
+  const first = await sendCode(t, email);
+  await travel(email, 31);
+  const failed = await withFailing(t, ['email'], () =>
+    t.http.post('/otp/send').send({ destination: email }),
+  );
+  return { first, failed };
+}

@@ -26,6 +26,13 @@ export function tally(responses: readonly Response[]): Record<string, number> {
   return counts;
 }
 
+/** Outcome counts as one line, sorted by outcome: `202 x1, 429 OTP_RESEND_COOLDOWN x19`. */
+export const showCounts = (counts: Record<string, number>): string =>
+  Object.entries(counts)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, n]) => `${key} x${n}`)
+    .join(', ');
+
 /** The answers with one outcome. */
 export const withOutcome = (responses: readonly Response[], key: string): Response[] =>
   responses.filter((response) => outcome(response) === key);
