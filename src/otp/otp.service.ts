@@ -101,6 +101,7 @@ const TOKEN = /^[A-Za-z0-9_-]{43}$/;
  */
 @Injectable()
 export class OtpService {
+  /** The module options carry the policy's numbers (they are a `SendPolicy`). */
   private readonly policy: SendPolicy;
   private decoyHash: Promise<string> | undefined;
 
@@ -111,12 +112,7 @@ export class OtpService {
     private readonly delivery: OtpDeliveryService,
     private readonly retention: OtpRetentionService,
   ) {
-    this.policy = {
-      resendCooldownSeconds: options.resendCooldownSeconds,
-      lockoutStepSeconds: options.lockoutStepSeconds,
-      maxSendsPerHour: options.maxSendsPerHour,
-      maxSendsPerDay: options.maxSendsPerDay,
-    };
+    this.policy = options;
   }
 
   /**
@@ -194,7 +190,7 @@ export class OtpService {
         token.hash,
         this.options.tokenTtlSeconds,
       );
-      // Null: a resend or the last wrong guess ended the code while this guess was being checked.
+      // Null: a resend superseded the code, or it expired, while this guess was being checked.
       if (!tokenExpiresAt) throw await this.noActiveCode(destination.value, purpose);
       return { verified: true, verificationToken: token.token, tokenExpiresAt };
     }
