@@ -8,7 +8,7 @@ import type { INestApplication } from '@nestjs/common';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
-import { createExampleApp } from '../src/example/bootstrap.js';
+import { createExampleApp } from '../example/bootstrap.js';
 import { OtpService } from '../src/otp/otp.service.js';
 import { CapturingProvider } from './capturing-provider.js';
 import type { CommandName, Commands, Reply, Request } from './protocol.js';

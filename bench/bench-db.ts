@@ -5,7 +5,7 @@ import {
   dropDatabase,
   type PostgresServer,
   runOtpMigrations,
-} from '../src/example/database.js';
+} from '../example/database.js';
 
 /**
  * The bench's own database: created fresh (DATABASE_URL's server, else 127.0.0.1:5432, else an

@@ -22,7 +22,11 @@ export {
 export { OtpController, createOtpController } from './otp/otp.controller.js';
 export { RequireOtp } from './otp/guards/require-otp.decorator.js';
 export { OtpTokenGuard, type OtpVerifiedRequest } from './otp/guards/otp-token.guard.js';
-export { OtpThrottlerGuard } from './otp/guards/otp-throttler.guard.js';
+export { OtpThrottlerGuard } from './otp/throttler/otp-throttler.guard.js';
+export {
+  RedisThrottlerStorage,
+  type RedisEvalClient,
+} from './otp/throttler/redis-throttler.storage.js';
 export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
 export * from './otp/errors/otp.errors.js';
 export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';

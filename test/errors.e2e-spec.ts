@@ -6,8 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import request, { type Response } from 'supertest';
-import { createExampleApp } from '../src/example/bootstrap.js';
-import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../src/example/database.js';
+import { createExampleApp } from '../example/bootstrap.js';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { WebhookOtpProvider } from '../src/otp/delivery/webhook.provider.js';
 import { withFailing, wrongCode } from './support/contract.js';
 import {

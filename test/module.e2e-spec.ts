@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../src/example/database.js';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import {
   OtpModule,
   OtpService,
@@ -203,7 +203,7 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
 
   it('creates the tables with the CLI, reverts each migration, and creates them again', async () => {
     const run = promisify(execFile);
-    const typeorm = ['node_modules/typeorm/cli.js', '-d', 'dist/ormconfig.js'];
+    const typeorm = ['node_modules/typeorm/cli.js', '-d', 'build/ormconfig.js'];
     const env = { ...process.env, DATABASE_URL: url };
     const cli = (command: string) =>
       run('node', [typeorm[0] as string, command, ...typeorm.slice(1)], { env });

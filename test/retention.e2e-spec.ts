@@ -3,11 +3,11 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
-import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../src/example/database.js';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { OtpService } from '../src/otp/otp.service.js';
 import { purgeOtpRequests } from '../src/otp/retention/otp-retention.js';
 import { CapturingProvider, TEST_SECRET, uniqueEmail } from './support/test-app.js';
-import { createExampleApp } from '../src/example/bootstrap.js';
+import { createExampleApp } from '../example/bootstrap.js';
 import type { INestApplication } from '@nestjs/common';
 
 // Purging deletes every old row of a database, so this file works on a database of its own.
@@ -108,7 +108,7 @@ describe('retention', () => {
     await sql('DELETE FROM otp_requests');
     await seed(12, 48 * 3600);
     await seed(3, 10);
-    const { stdout } = await promisify(execFile)('node', ['dist/scripts/purge.js'], {
+    const { stdout } = await promisify(execFile)('node', ['build/scripts/purge.js'], {
       env: { ...process.env, DATABASE_URL: url },
     });
     expect(stdout).toMatch(/removed 12 rows/);

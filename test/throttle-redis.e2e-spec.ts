@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { RedisThrottlerStorage } from '../src/index.js';
 import { startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -9,6 +9,7 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 describe('per-IP throttling across instances (Redis storage)', () => {
   const prefix = `nest-otp-test:${randomUUID()}:`;
   let apps: TestApp[];
+  const clients: Redis[] = [];
 
   beforeAll(async () => {
     // Two instances of the app, each with its own Redis connection, one shared limit.
@@ -17,13 +18,17 @@ describe('per-IP throttling across instances (Redis storage)', () => {
         startTestApp({
           throttleLimit: 4,
           throttleTtlSeconds: 60,
-          throttleStorage: new ThrottlerStorageRedisService(REDIS_URL, { keyPrefix: prefix }),
+          throttleStorage: new RedisThrottlerStorage(
+            clients[clients.push(new Redis(REDIS_URL)) - 1]!,
+            prefix,
+          ),
         }),
       ),
     );
   });
   afterAll(async () => {
     await Promise.all(apps.map((a) => a.close()));
+    clients.forEach((c) => c.disconnect());
     const redis = new Redis(REDIS_URL);
     const keys = await redis.keys(`${prefix}*`);
     if (keys.length > 0) await redis.del(...keys);

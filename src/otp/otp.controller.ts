@@ -17,7 +17,7 @@ import { SendOtpDto } from './dto/send-otp.dto.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpExceptionFilter } from './errors/otp-exception.filter.js';
 import { ValidationFailedError } from './errors/otp.errors.js';
-import { OtpThrottlerGuard } from './guards/otp-throttler.guard.js';
+import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
 import {
   OtpService,
   type OtpRequestView,

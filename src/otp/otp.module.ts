@@ -9,7 +9,7 @@ import { DataSource } from 'typeorm';
 import { createCodeHasher } from './crypto/code-hasher.js';
 import { ConsoleOtpProvider } from './delivery/console.provider.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
-import { OtpThrottlerGuard } from './guards/otp-throttler.guard.js';
+import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
 import { OtpTokenGuard } from './guards/otp-token.guard.js';
 import { OTP_DATA_SOURCE, OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS } from './otp.constants.js';
 import { OTP_MODULE_INPUT, OtpConfigurableModule } from './otp.module-definition.js';

@@ -39,7 +39,7 @@ export async function startWebhookSink(): Promise<WebhookSink> {
   return sink;
 }
 
-/** The example app (`node dist/src/example/main.js`, what `npm start` runs) in a child process. */
+/** The example app (`node build/example/main.js`, what `npm start` runs) in a child process. */
 export interface ChildApp {
   url: string;
   process: ChildProcess;
@@ -52,7 +52,7 @@ export async function startChildApp(
   nodeArgs: string[] = [],
 ): Promise<ChildApp> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...nodeArgs, 'dist/src/example/main.js'], {
+  const child = spawn(process.execPath, [...nodeArgs, 'build/example/main.js'], {
     env: {
       ...process.env,
       PORT: String(port),

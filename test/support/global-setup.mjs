@@ -4,7 +4,7 @@ import {
   acquireTestServer,
   createUniqueDatabase,
   runOtpMigrations,
-} from '../../dist/src/example/database.js';
+} from '../../build/example/database.js';
 
 /** One fresh database per test run, migrated; workers find it in TEST_DATABASE_URL. */
 export default async function globalSetup() {

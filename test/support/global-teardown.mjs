@@ -1,4 +1,4 @@
-import { dropDatabase } from '../../dist/src/example/database.js';
+import { dropDatabase } from '../../build/example/database.js';
 
 /** Drops the run's database, and stops the embedded server if one was started. */
 export default async function globalTeardown() {

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
 import type TestAgent from 'supertest/lib/agent.js';
-import { createExampleApp } from '../../src/example/bootstrap.js';
+import { createExampleApp } from '../../example/bootstrap.js';
 import type { OtpMessage, OtpProvider } from '../../src/otp/delivery/otp-provider.interface.js';
 import type { OtpModuleOptionsInput } from '../../src/otp/otp.options.js';
 import type { OtpChannel } from '../../src/otp/otp.types.js';

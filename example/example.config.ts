@@ -1,8 +1,11 @@
-import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
+import { Redis } from 'ioredis';
 import type { CountryCode } from 'libphonenumber-js';
-import { WebhookOtpProvider } from '../otp/delivery/webhook.provider.js';
-import { ConsoleOtpProvider } from '../otp/delivery/console.provider.js';
-import type { OtpModuleOptionsInput } from '../otp/otp.options.js';
+import {
+  ConsoleOtpProvider,
+  RedisThrottlerStorage,
+  WebhookOtpProvider,
+  type OtpModuleOptionsInput,
+} from '../src/index.js';
 
 /** The example app's settings, read from the contract's environment variables. */
 export interface ExampleConfig {
@@ -69,7 +72,9 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
       throttleLimit: integer(env, 'OTP_THROTTLE_LIMIT'),
       throttleTtlSeconds: integer(env, 'OTP_THROTTLE_TTL_SECONDS'),
       // One Redis shared by every instance makes the per-IP limit hold across them.
-      throttleStorage: env.REDIS_URL ? new ThrottlerStorageRedisService(env.REDIS_URL) : undefined,
+      throttleStorage: env.REDIS_URL
+        ? new RedisThrottlerStorage(new Redis(env.REDIS_URL))
+        : undefined,
     },
   };
 }

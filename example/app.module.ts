@@ -1,8 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { otpMigrations } from '../../migrations/index.js';
-import { OtpModule } from '../otp/otp.module.js';
-import type { OtpModuleOptionsInput } from '../otp/otp.options.js';
+import { otpMigrations, OtpModule, type OtpModuleOptionsInput } from '../src/index.js';
 import { ProtectedController } from './protected.controller.js';
 
 export interface ExampleAppOptions {

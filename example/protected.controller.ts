@@ -1,6 +1,5 @@
 import { Controller, HttpCode, HttpStatus, Post, Req } from '@nestjs/common';
-import { RequireOtp } from '../otp/guards/require-otp.decorator.js';
-import type { OtpVerifiedRequest } from '../otp/guards/otp-token.guard.js';
+import { type OtpVerifiedRequest, RequireOtp } from '../src/index.js';
 
 /** A host route behind a fresh OTP verification. */
 @Controller('example')

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
-import { otpMigrations } from '../../migrations/index.js';
+import { otpMigrations } from '../src/index.js';
 
 /** A Postgres server to create databases on, and how to let it go. */
 export interface PostgresServer {

@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import { ConsoleOtpProvider } from '../otp/delivery/console.provider.js';
-import { WebhookOtpProvider } from '../otp/delivery/webhook.provider.js';
-import { resolveOtpOptions, type OtpModuleOptions } from '../otp/otp.options.js';
+import {
+  ConsoleOtpProvider,
+  type OtpModuleOptions,
+  resolveOtpOptions,
+  WebhookOtpProvider,
+} from '../src/index.js';
 import { readExampleConfig } from './example.config.js';
 
 const SECRET_32 = 's'.repeat(32);

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { OtpExceptionFilter } from '../otp/errors/otp-exception.filter.js';
+import { OtpExceptionFilter } from '../src/index.js';
 import { AppModule, type ExampleAppOptions } from './app.module.js';
 
 /** Request bodies over this are a 413 `PAYLOAD_TOO_LARGE`. */
