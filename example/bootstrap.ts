@@ -5,22 +5,19 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { OtpExceptionFilter } from '../src/index.js';
 import { AppModule, type ExampleAppOptions } from './app.module.js';
 
-/** Request bodies over this are a 413 `PAYLOAD_TOO_LARGE`. */
-export const BODY_LIMIT = '16kb';
-
 /**
- * Builds the example app as `npm start` and the e2e tests run it: JSON bodies up to 16 KiB, the
- * contract's error shape everywhere (body-parser errors included).
+ * Builds the example app as `npm start` and the e2e tests run it: Nest's default body parsing (the
+ * OTP routes enforce their own 16 KiB limit), and `OtpExceptionFilter` so the module's errors on
+ * the app's own guarded route carry `Retry-After` too; every other error stays Nest's.
  */
 export async function createExampleApp(
   options: ExampleAppOptions,
   nest: { logger?: false } = {},
 ): Promise<INestApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.register(options), {
-    bodyParser: false,
-    ...(nest.logger === false ? { logger: false } : {}),
-  });
-  app.useBodyParser('json', { limit: BODY_LIMIT });
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.register(options),
+    nest.logger === false ? { logger: false } : {},
+  );
   app.useGlobalFilters(new OtpExceptionFilter());
   return app;
 }

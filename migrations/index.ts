@@ -8,3 +8,14 @@ export const otpMigrations = [
   AddOtpDestinations1795300000001,
   AddPolicyIndexes1795300000002,
 ];
+
+/**
+ * Tables and indexes that exist once every migration above ran; the module checks them at start.
+ * Add the newest migration's objects here with each new migration.
+ */
+export const OTP_SCHEMA_RELATIONS: readonly string[] = [
+  'otp_requests',
+  'otp_destinations',
+  'otp_requests_destination_exhausted_at_idx',
+  'otp_requests_destination_purpose_verified_at_idx',
+];

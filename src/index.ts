@@ -9,7 +9,14 @@ export {
   resolveOtpOptions,
   type OtpModuleOptionsInput,
 } from './otp/otp.options.js';
-export { OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS, OTP_TOKEN_HEADER } from './otp/otp.constants.js';
+export {
+  OTP_HASHER,
+  OTP_OPTIONS,
+  OTP_PROVIDERS,
+  OTP_THROTTLER_OPTIONS,
+  OTP_THROTTLER_STORAGE,
+  OTP_TOKEN_HEADER,
+} from './otp/otp.constants.js';
 export {
   OtpService,
   type OtpRequestView,
@@ -28,6 +35,8 @@ export {
   type RedisEvalClient,
 } from './otp/throttler/redis-throttler.storage.js';
 export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
+export { SendOtpDto, SendOtpInputDto } from './otp/dto/send-otp.dto.js';
+export { VerifyOtpDto } from './otp/dto/verify-otp.dto.js';
 export * from './otp/errors/otp.errors.js';
 export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';
 export { ConsoleOtpProvider } from './otp/delivery/console.provider.js';

@@ -10,3 +10,8 @@ export const OTP_DATA_SOURCE = Symbol('OTP_DATA_SOURCE');
 export const REQUIRE_OTP_METADATA = 'nest-otp:require-otp';
 /** Header carrying a verification token to a guarded route. */
 export const OTP_TOKEN_HEADER = 'x-otp-token';
+/** Internal: the mounted controller's route prefix, or null when no controller is mounted. */
+export const OTP_ROUTE_PREFIX = Symbol('OTP_ROUTE_PREFIX');
+/** Injection tokens of the OTP routes' own throttler (apart from any the host configures). */
+export const OTP_THROTTLER_OPTIONS = Symbol('OTP_THROTTLER_OPTIONS');
+export const OTP_THROTTLER_STORAGE = Symbol('OTP_THROTTLER_STORAGE');

@@ -1,58 +1,65 @@
 import {
-  Body,
-  Controller,
+  createParamDecorator,
   Get,
   Headers,
   HttpCode,
   HttpStatus,
   Param,
   Post,
+  type ExecutionContext,
   type Type,
+  Controller,
   UseFilters,
   UseGuards,
-  UsePipes,
 } from '@nestjs/common';
-import { createOtpValidationPipe } from './dto/otp-validation.pipe.js';
 import { SendOtpDto } from './dto/send-otp.dto.js';
+import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
-import { OtpExceptionFilter } from './errors/otp-exception.filter.js';
-import { ValidationFailedError } from './errors/otp.errors.js';
-import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
+import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import {
   OtpService,
   type OtpRequestView,
   type SendOtpResult,
+  type VerifyOtpInput,
   type VerifyOtpResult,
 } from './otp.service.js';
+import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
 
-// 1-255 printable ASCII characters (the contract's Idempotency-Key).
-const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+/**
+ * The request body, validated by the module itself against `type`. A custom parameter decorator
+ * (not `@Body()` with a DTO type) so a host's global `ValidationPipe` has nothing to act on: its
+ * `transform` or `enableImplicitConversion` never turn a numeric code into a string, and its
+ * messages never replace ours.
+ */
+const OtpBody = createParamDecorator((type: Type<object>, context: ExecutionContext) =>
+  validateOtpInput(type, context.switchToHttp().getRequest<{ body?: unknown }>().body),
+);
+
+/** The validated body's type; an interface, so the parameter's design type is a plain `Object`. */
+type SendBody = Pick<SendOtpDto, keyof SendOtpDto>;
 
 /**
  * The OTP routes: HTTP in, one service call, HTTP out. Mounted under the configured prefix by
- * `OtpModule` (see `createOtpController`), throttled per IP, every error in the contract's shape.
+ * `OtpModule` (see `createOtpController`), throttled per IP, every error in the contract's shape
+ * through the routes' own filter.
  */
-@UseFilters(OtpExceptionFilter)
+@UseFilters(OtpRoutesExceptionFilter)
 @UseGuards(OtpThrottlerGuard)
-@UsePipes(createOtpValidationPipe())
 export class OtpController {
   constructor(protected readonly otp: OtpService) {}
 
   @Post('send')
   @HttpCode(HttpStatus.ACCEPTED)
   send(
-    @Body() body: SendOtpDto,
+    @OtpBody(SendOtpDto) body: SendBody,
     @Headers('idempotency-key') idempotencyKey?: string,
   ): Promise<SendOtpResult> {
-    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
-      throw new ValidationFailedError(['Idempotency-Key must be 1-255 printable ASCII characters']);
-    }
     return this.otp.send({ ...body, idempotencyKey });
   }
 
   @Post('verify')
   @HttpCode(HttpStatus.OK)
-  verify(@Body() body: VerifyOtpDto): Promise<VerifyOtpResult> {
+  verify(@OtpBody(VerifyOtpDto) body: VerifyOtpInput): Promise<VerifyOtpResult> {
     return this.otp.verify(body);
   }
 

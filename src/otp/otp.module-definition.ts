@@ -1,4 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { OTP_ROUTE_PREFIX } from './otp.constants.js';
 import { createOtpController } from './otp.controller.js';
 import type { OtpModuleOptionsInput } from './otp.options.js';
 
@@ -11,6 +12,9 @@ export interface OtpModuleExtras {
   /** Register the module globally, so `@RequireOtp` works in every module. Default `true`. */
   isGlobal: boolean;
 }
+
+/** Internal: the mounted controller class, or null with `controller: false`. */
+export const OTP_CONTROLLER = Symbol('OTP_CONTROLLER');
 
 export const OTP_MODULE_EXTRAS_DEFAULTS: OtpModuleExtras = {
   routePrefix: 'otp',
@@ -25,9 +29,17 @@ export const {
   ASYNC_OPTIONS_TYPE: OTP_FOR_ROOT_ASYNC_OPTIONS,
 } = new ConfigurableModuleBuilder<OtpModuleOptionsInput>({ moduleName: 'Otp' })
   .setClassMethodName('forRoot')
-  .setExtras<OtpModuleExtras>(OTP_MODULE_EXTRAS_DEFAULTS, (definition, extras) => ({
-    ...definition,
-    global: extras.isGlobal,
-    controllers: extras.controller ? [createOtpController(extras.routePrefix)] : [],
-  }))
+  .setExtras<OtpModuleExtras>(OTP_MODULE_EXTRAS_DEFAULTS, (definition, extras) => {
+    const controller = extras.controller ? createOtpController(extras.routePrefix) : null;
+    return {
+      ...definition,
+      global: extras.isGlobal,
+      controllers: controller ? [controller] : [],
+      providers: [
+        ...(definition.providers ?? []),
+        { provide: OTP_CONTROLLER, useValue: controller },
+        { provide: OTP_ROUTE_PREFIX, useValue: controller ? extras.routePrefix : null },
+      ],
+    };
+  })
   .build();

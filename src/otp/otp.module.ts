@@ -1,18 +1,33 @@
-import { Module } from '@nestjs/common';
 import {
-  getOptionsToken,
-  getStorageToken,
-  ThrottlerStorageService,
-  type ThrottlerModuleOptions,
-} from '@nestjs/throttler';
+  Inject,
+  Logger,
+  type MiddlewareConsumer,
+  Module,
+  type NestModule,
+  type Type,
+} from '@nestjs/common';
+import { ThrottlerStorageService, type ThrottlerModuleOptions } from '@nestjs/throttler';
 import { DataSource } from 'typeorm';
 import { createCodeHasher } from './crypto/code-hasher.js';
 import { ConsoleOtpProvider } from './delivery/console.provider.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
-import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
+import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { OtpTokenGuard } from './guards/otp-token.guard.js';
-import { OTP_DATA_SOURCE, OTP_HASHER, OTP_OPTIONS, OTP_PROVIDERS } from './otp.constants.js';
-import { OTP_MODULE_INPUT, OtpConfigurableModule } from './otp.module-definition.js';
+import { OtpBodyMiddleware } from './http/otp-body.middleware.js';
+import { OtpRoutesErrorHandler } from './http/otp-routes-error-handler.js';
+import {
+  OTP_DATA_SOURCE,
+  OTP_HASHER,
+  OTP_OPTIONS,
+  OTP_PROVIDERS,
+  OTP_THROTTLER_OPTIONS,
+  OTP_THROTTLER_STORAGE,
+} from './otp.constants.js';
+import {
+  OTP_CONTROLLER,
+  OTP_MODULE_INPUT,
+  OtpConfigurableModule,
+} from './otp.module-definition.js';
 import {
   resolveOtpOptions,
   type OtpModuleOptions,
@@ -20,7 +35,9 @@ import {
 } from './otp.options.js';
 import { OtpService } from './otp.service.js';
 import { OtpRequestRepository } from './persistence/otp-request.repository.js';
+import { OtpSchemaCheck } from './persistence/otp-schema.check.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
+import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
 
 /**
  * One-time-passcode verification: `OtpService`, the OTP routes (`OtpController`, under the
@@ -60,13 +77,25 @@ import { OtpRetentionService } from './retention/otp-retention.service.js';
     },
     {
       provide: OTP_PROVIDERS,
-      useFactory: (options: OtpModuleOptions) => options.providers ?? [new ConsoleOtpProvider()],
+      useFactory: (options: OtpModuleOptions) => {
+        const providers = options.providers ?? [new ConsoleOtpProvider()];
+        if (
+          process.env.NODE_ENV === 'production' &&
+          providers.some((p) => p instanceof ConsoleOtpProvider)
+        ) {
+          new Logger('OtpModule').warn(
+            'The console provider prints every code to stdout and delivers nothing: ' +
+              'configure real `providers` for production.',
+          );
+        }
+        return providers;
+      },
       inject: [OTP_OPTIONS],
     },
-    // @nestjs/throttler's tokens, provided here rather than through its (global) module, so the
-    // OTP limits never clash with a throttler the host configures for its own routes.
+    // The OTP throttler's own tokens, apart from @nestjs/throttler's, so its limits never clash
+    // with a ThrottlerModule the host configures for its own routes.
     {
-      provide: getOptionsToken(),
+      provide: OTP_THROTTLER_OPTIONS,
       useFactory: (options: OtpModuleOptions): ThrottlerModuleOptions => ({
         throttlers: [
           { name: 'default', limit: options.throttleLimit, ttl: options.throttleTtlSeconds * 1000 },
@@ -75,18 +104,38 @@ import { OtpRetentionService } from './retention/otp-retention.service.js';
       inject: [OTP_OPTIONS],
     },
     {
-      provide: getStorageToken(),
+      provide: OTP_THROTTLER_STORAGE,
       useFactory: (options: OtpModuleOptions) =>
         options.throttleStorage ?? new ThrottlerStorageService(),
       inject: [OTP_OPTIONS],
     },
     OtpRequestRepository,
+    OtpSchemaCheck,
     OtpRetentionService,
     OtpDeliveryService,
     OtpService,
     OtpThrottlerGuard,
     OtpTokenGuard,
+    OtpRoutesExceptionFilter,
+    OtpRoutesErrorHandler,
   ],
-  exports: [OTP_OPTIONS, OtpService, OtpTokenGuard, OtpRetentionService],
+  exports: [
+    OTP_OPTIONS,
+    OTP_THROTTLER_OPTIONS,
+    OTP_THROTTLER_STORAGE,
+    OtpService,
+    OtpTokenGuard,
+    OtpThrottlerGuard,
+    OtpRetentionService,
+  ],
 })
-export class OtpModule extends OtpConfigurableModule {}
+export class OtpModule extends OtpConfigurableModule implements NestModule {
+  constructor(@Inject(OTP_CONTROLLER) private readonly controller: Type | null) {
+    super();
+  }
+
+  /** The body limit applies to the OTP routes only. */
+  configure(consumer: MiddlewareConsumer): void {
+    if (this.controller) consumer.apply(OtpBodyMiddleware).forRoutes(this.controller);
+  }
+}

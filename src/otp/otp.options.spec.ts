@@ -12,7 +12,9 @@ const CONTRACT_DEFAULTS = {
   lockoutStepSeconds: [30, 60, 300, 900, 3600],
   maxSendsPerHour: 5,
   maxSendsPerDay: 10,
-  historyWindowSeconds: 86_400,
+  bodyLimitBytes: 16_384,
+  channels: ['sms', 'voice', 'email'],
+  migrationsRun: false,
   hasher: 'bcrypt',
   bcryptCost: 10,
   defaultRegion: 'US',
@@ -109,8 +111,42 @@ describe('resolveOtpOptions', () => {
     ['allowedCountries', { allowedCountries: ['US', 'XX' as 'US'] }],
     ['retentionSeconds', { retentionSeconds: 3600 }],
     ['purgeIntervalSeconds', { purgeIntervalSeconds: -1 }],
+    ['bodyLimitBytes', { bodyLimitBytes: 0 }],
+    ['channels', { channels: ['fax' as 'sms'] }],
+    ['migrationsRun', { migrationsRun: 'yes' as unknown as boolean }],
   ])('refuses an invalid %s (%o), naming it', (name, input) => {
     expect(() => resolveOtpOptions(input)).toThrow(name);
+  });
+
+  it('refuses an unknown option key, naming it and the likely intended one', () => {
+    const typo = { ttlSecond: 60 } as OtpModuleOptionsInput;
+    expect(() => resolveOtpOptions(typo)).toThrow(/unknown option "ttlSecond".*"ttlSeconds"/);
+    const removed = { historyWindowSeconds: 86_400 } as OtpModuleOptionsInput;
+    expect(() => resolveOtpOptions(removed)).toThrow('historyWindowSeconds');
+  });
+
+  it('refuses an empty provider list, naming providers', () => {
+    expect(() => resolveOtpOptions({ providers: [] })).toThrow(/providers must list at least one/);
+  });
+
+  it('refuses an enabled channel that no provider supports, naming the channel and the key', () => {
+    const emailOnly = {
+      name: 'mailer',
+      supports: (c: string) => c === 'email',
+      deliver: () => Promise.resolve(),
+    };
+    expect(() => resolveOtpOptions({ providers: [emailOnly] })).toThrow(
+      /channels includes 'sms' but no provider supports it \(providers: mailer\).*'voice'/,
+    );
+    const options = resolveOtpOptions({ providers: [emailOnly], channels: ['email'] });
+    // The default sms → voice fallback is dropped with the channels it joins.
+    expect(options.channelFallback).toEqual({});
+  });
+
+  it('refuses a fallback to a channel that is not enabled', () => {
+    expect(() =>
+      resolveOtpOptions({ channels: ['sms', 'email'], channelFallback: { sms: ['voice'] } }),
+    ).toThrow(/channelFallback.sms falls back to voice/);
   });
 
   it('lists every problem at once', () => {

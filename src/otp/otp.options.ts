@@ -2,7 +2,7 @@ import type { ThrottlerStorage } from '@nestjs/throttler';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import type { DataSource } from 'typeorm';
 import type { OtpProvider } from './delivery/otp-provider.interface.js';
-import type { OtpChannel } from './otp.types.js';
+import { OTP_CHANNELS, type OtpChannel } from './otp.types.js';
 
 /**
  * Every option of the module, with its default, in one place. Hosts pass a partial object to
@@ -31,12 +31,6 @@ export class OtpModuleOptions {
   /** Sends per destination (all purposes) in any 24 hours. Default `10`. */
   maxSendsPerDay = 10;
   /**
-   * How far back the history queries look, in seconds: the longest policy window (daily cap,
-   * lockout) and the idempotency window. Rows older than this never affect a decision, so retention
-   * may delete them. Default `86400`.
-   */
-  historyWindowSeconds = 86_400;
-  /**
    * Retention: `purge()` deletes rows older than this (never less than the longest policy window,
    * 24 h, nor a code's or token's lifetime). Default `86400`.
    */
@@ -48,23 +42,30 @@ export class OtpModuleOptions {
   /** bcrypt cost factor. Default `10`. */
   bcryptCost = 10;
   /** HMAC key, at least 32 bytes; required when `hasher` is `'hmac'`. No default. */
-  hmacSecret?: string;
+  hmacSecret?: string = undefined;
   /** Region for phone numbers written without a country code (ISO 3166-1 alpha-2). Default `'US'`. */
   defaultRegion: CountryCode = 'US';
   /**
    * Countries whose phone numbers may receive codes; others are `OTP_DESTINATION_NOT_ALLOWED`.
    * Default: all countries.
    */
-  allowedCountries?: CountryCode[];
+  allowedCountries?: CountryCode[] = undefined;
   /** Purpose when a request names none. Default `'login'`. */
   defaultPurpose = 'login';
   /** Seconds a verification token (from a successful verify) stays usable. Default `600`. */
   tokenTtlSeconds = 600;
   /**
    * Who carries messages. The first provider that supports a channel carries it. Default: a
-   * console provider (development only: it prints the message, code included).
+   * console provider (development only: it prints the message, code included; it logs a warning
+   * at start when `NODE_ENV` is `production`). An empty list is refused.
    */
-  providers?: OtpProvider[];
+  providers?: OtpProvider[] = undefined;
+  /**
+   * Channels the module sends on. Each needs a provider that supports it (checked at start); a send
+   * on another channel is a 400 `OTP_CHANNEL_NOT_ALLOWED`. An email-only app sets `['email']`.
+   * Default `['sms', 'voice', 'email']`.
+   */
+  channels: OtpChannel[] = ['sms', 'voice', 'email'];
   /**
    * Channels to try, in order, when a channel's delivery fails. Default `{ sms: ['voice'] }`: an SMS
    * that fails falls back to a voice call; voice and email have no fallback.
@@ -76,17 +77,32 @@ export class OtpModuleOptions {
    * First word(s) of every message: "<appName> verification code is 123456. …". Default `'Your'`.
    */
   appName = 'Your';
+  /**
+   * Largest request body the OTP routes accept, in bytes; a larger one is a 413
+   * `PAYLOAD_TOO_LARGE`. Enforced on these routes only; the host's parsers are left as they are.
+   * Default `16384` (16 KiB).
+   */
+  bodyLimitBytes = 16_384;
   /** Per-IP requests allowed on the OTP routes per window. Default `20`. */
   throttleLimit = 20;
   /** Length of the per-IP throttle window, in seconds. Default `60`. */
   throttleTtlSeconds = 60;
-  /** Storage for per-IP throttling (share one across instances, e.g. Redis). Default: in memory. */
-  throttleStorage?: ThrottlerStorage;
+  /**
+   * Storage for per-IP throttling; share one across instances, e.g.
+   * `new RedisThrottlerStorage(new Redis(url))`. Default: in memory (per process).
+   */
+  throttleStorage?: ThrottlerStorage = undefined;
   /**
    * The host's TypeORM DataSource holding the `otp_requests` table. Default: the app's default
    * DataSource (from `TypeOrmModule.forRoot`). The module never opens a connection of its own.
    */
-  dataSource?: DataSource;
+  dataSource?: DataSource = undefined;
+  /**
+   * At start the module checks that its tables and latest migration are in the database and refuses
+   * to start otherwise. `true` runs its pending migrations instead (under an advisory lock, so many
+   * instances may start at once). Default `false`: migrations are the host's to run.
+   */
+  migrationsRun = false;
 }
 
 /** What hosts pass: any subset of the options. */
@@ -94,8 +110,28 @@ export type OtpModuleOptionsInput = Partial<OtpModuleOptions>;
 
 /** Merges the host's options over the defaults and checks them; throws a message that says the fix. */
 export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleOptions {
+  if (typeof input !== 'object' || input === null) {
+    throw new Error('Invalid OtpModule options: expected an object of options.');
+  }
+  const known = new Set(Object.keys(new OtpModuleOptions()));
+  const unknown = Object.keys(input).filter((key) => !known.has(key));
+  if (unknown.length > 0) {
+    // A typo would otherwise fall back to the default without a word.
+    throw new Error(
+      `Invalid OtpModule options: unknown option ${unknown.map((k) => `"${k}"`).join(', ')}` +
+        `${unknown.map(suggest).join('')}. Known options: ${[...known].join(', ')}.`,
+    );
+  }
   const defined = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
   const options: OtpModuleOptions = { ...new OtpModuleOptions(), ...defined };
+  if (input.channelFallback === undefined && Array.isArray(options.channels)) {
+    // The default fallback (sms → voice) applies only where both channels are enabled.
+    options.channelFallback = Object.fromEntries(
+      Object.entries(options.channelFallback)
+        .filter(([from]) => options.channels.includes(from as OtpChannel))
+        .map(([from, to]) => [from, (to ?? []).filter((c) => options.channels.includes(c))]),
+    );
+  }
   const problems: string[] = [];
   const positiveInt = (name: keyof OtpModuleOptions, value: unknown): void => {
     if (!Number.isInteger(value) || (value as number) < 1)
@@ -109,11 +145,11 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
     'maxAttempts',
     'maxSendsPerHour',
     'maxSendsPerDay',
-    'historyWindowSeconds',
     'tokenTtlSeconds',
     'deliveryTimeoutMs',
     'throttleLimit',
     'throttleTtlSeconds',
+    'bodyLimitBytes',
   ] as const) {
     positiveInt(key, options[key]);
   }
@@ -155,8 +191,56 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(options.defaultPurpose)) {
     problems.push('defaultPurpose must match ^[a-z][a-z0-9_.-]{0,63}$');
   }
+  if (typeof options.migrationsRun !== 'boolean') problems.push('migrationsRun must be a boolean');
+  problems.push(...channelProblems(options));
   if (problems.length > 0) {
     throw new Error(`Invalid OtpModule options: ${problems.join('; ')}.`);
   }
   return options;
+}
+
+/** " (did you mean "ttlSeconds"?)" for a key that differs from a known one only in case or an `s`. */
+function suggest(key: string): string {
+  const plain = (k: string): string => k.toLowerCase().replace(/s$/, '');
+  const match = Object.keys(new OtpModuleOptions()).find((k) => plain(k) === plain(key));
+  return match ? ` (did you mean "${match}"?)` : '';
+}
+
+/** Every enabled channel needs a provider that carries it, and fallbacks stay within `channels`. */
+function channelProblems(options: OtpModuleOptions): string[] {
+  const problems: string[] = [];
+  const { channels, providers, channelFallback } = options;
+  if (!Array.isArray(channels) || channels.some((c) => !OTP_CHANNELS.includes(c))) {
+    return [`channels must be a list of ${OTP_CHANNELS.join(', ')}`];
+  }
+  if (providers !== undefined) {
+    if (!Array.isArray(providers) || providers.length === 0) {
+      return [
+        'providers must list at least one OtpProvider (leave it out for the console provider)',
+      ];
+    }
+    const bad = providers.filter(
+      (p) => typeof p?.supports !== 'function' || typeof p?.deliver !== 'function',
+    );
+    if (bad.length > 0) {
+      return ['providers must be OtpProviders (with supports() and deliver())'];
+    }
+    for (const channel of channels) {
+      if (!providers.some((p) => p.supports(channel))) {
+        problems.push(
+          `channels includes '${channel}' but no provider supports it ` +
+            `(providers: ${providers.map((p) => p.name).join(', ')}); add one, or remove '${channel}' from channels`,
+        );
+      }
+    }
+  }
+  for (const [from, to] of Object.entries(channelFallback ?? {})) {
+    const outside = (to ?? []).filter((c) => !channels.includes(c));
+    if (outside.length > 0 && channels.includes(from as OtpChannel)) {
+      problems.push(
+        `channelFallback.${from} falls back to ${outside.join(', ')}, which is not in channels`,
+      );
+    }
+  }
+  return problems;
 }

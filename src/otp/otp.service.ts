@@ -1,32 +1,35 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { generateCode } from './crypto/code-generator.js';
 import type { CodeHasher } from './crypto/code-hasher.js';
 import { createVerificationToken, hashVerificationToken } from './crypto/verification-token.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
 import {
+  type Destination,
   maskDestination,
   normalizeDestination,
   resolveChannel,
 } from './destination/destination.js';
+import { SendOtpInputDto } from './dto/send-otp.dto.js';
+import { validateOtpInput } from './dto/validate-input.js';
+import { VerifyOtpDto } from './dto/verify-otp.dto.js';
+import { isDatabaseUnavailable } from './errors/database-unavailable.js';
 import {
   AttemptsExceededError,
+  ChannelNotAllowedError,
   CodeExpiredError,
   DeliveryFailedError,
   IdempotencyKeyReusedError,
   InvalidCodeError,
+  OtpError,
   RequestNotFoundError,
   SendLimitedError,
+  ServiceUnavailableError,
   ValidationFailedError,
 } from './errors/otp.errors.js';
 import { OTP_HASHER, OTP_OPTIONS } from './otp.constants.js';
 import type { OtpModuleOptions } from './otp.options.js';
-import {
-  OTP_CHANNELS,
-  PURPOSE_PATTERN,
-  type OtpChannel,
-  type OtpRequestStatus,
-} from './otp.types.js';
+import { PURPOSE_PATTERN, type OtpChannel, type OtpRequestStatus } from './otp.types.js';
 import type { OtpRequest } from './persistence/otp-request.entity.js';
 import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-request.repository.js';
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
@@ -103,6 +106,7 @@ const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 export class OtpService {
   /** The module options carry the policy's numbers (they are a `SendPolicy`). */
   private readonly policy: SendPolicy;
+  private readonly logger = new Logger('OtpService');
   private decoyHash: Promise<string> | undefined;
 
   constructor(
@@ -119,9 +123,14 @@ export class OtpService {
    * Sends a fresh code, superseding the flow's earlier one. Throws `SendLimitedError` (429) when a
    * cooldown, lockout or cap applies, `DeliveryFailedError` (503) when no channel carried it.
    */
-  async send(input: SendOtpInput): Promise<SendOtpResult> {
+  send(input: SendOtpInput): Promise<SendOtpResult> {
+    return this.databaseBound(() => this.sendValidated(validateOtpInput(SendOtpInputDto, input)));
+  }
+
+  private async sendValidated(input: SendOtpInputDto): Promise<SendOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
-    const channel = resolveChannel(destination, this.checkChannel(input.channel));
+    const channel = resolveChannel(destination, this.defaultChannel(destination, input.channel));
+    if (!this.options.channels.includes(channel)) throw new ChannelNotAllowedError(channel);
     const purpose = this.checkPurpose(input.purpose);
     const idempotencyKey = input.idempotencyKey ?? null;
     const fingerprint = idempotencyKey
@@ -168,7 +177,11 @@ export class OtpService {
    * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
    * guesses never evaluate more than `maxAttempts` and a code verifies once.
    */
-  async verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
+  verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
+    return this.databaseBound(() => this.verifyValidated(validateOtpInput(VerifyOtpDto, input)));
+  }
+
+  private async verifyValidated(input: VerifyOtpDto): Promise<VerifyOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
     const purpose = this.checkPurpose(input.purpose);
     const length = this.options.codeLength;
@@ -202,8 +215,12 @@ export class OtpService {
   }
 
   /** A request's state, as the status route shows it. Throws `RequestNotFoundError` (404). */
-  async status(requestId: string): Promise<OtpRequestView> {
-    if (!UUID.test(requestId)) throw new RequestNotFoundError();
+  status(requestId: string): Promise<OtpRequestView> {
+    return this.databaseBound(() => this.statusOf(requestId));
+  }
+
+  private async statusOf(requestId: string): Promise<OtpRequestView> {
+    if (typeof requestId !== 'string' || !UUID.test(requestId)) throw new RequestNotFoundError();
     const { now, request } = await this.requests.findById(requestId.toLowerCase());
     if (!request) throw new RequestNotFoundError();
     const { history, now: historyNow } = await this.requests.readHistory(
@@ -227,8 +244,10 @@ export class OtpService {
    * it proved, or null for a missing, unknown, used, expired or wrong-purpose token.
    */
   async consumeToken(token: string | undefined, purpose: string): Promise<OtpVerification | null> {
-    if (!token || !TOKEN.test(token)) return null;
-    return this.requests.consumeToken(hashVerificationToken(token), purpose);
+    if (typeof token !== 'string' || !TOKEN.test(token)) return null;
+    return this.databaseBound(() =>
+      this.requests.consumeToken(hashVerificationToken(token), purpose),
+    );
   }
 
   /**
@@ -354,10 +373,26 @@ export class OtpService {
     return value;
   }
 
-  private checkChannel(channel: OtpChannel | undefined): OtpChannel | undefined {
-    if (channel !== undefined && !OTP_CHANNELS.includes(channel)) {
-      throw new ValidationFailedError([`channel must be one of ${OTP_CHANNELS.join(', ')}`]);
+  /** A phone's default channel is sms, or voice where only voice is enabled. */
+  private defaultChannel(destination: Destination, requested?: OtpChannel): OtpChannel | undefined {
+    if (requested || destination.kind === 'email') return requested;
+    const { channels } = this.options;
+    return !channels.includes('sms') && channels.includes('voice') ? 'voice' : 'sms';
+  }
+
+  /**
+   * Runs a flow; a database that cannot serve it becomes the contract's 503 `SERVICE_UNAVAILABLE`
+   * here, so every caller (the routes, a host's own routes, a job) gets the same typed error.
+   */
+  private async databaseBound<T>(flow: () => Promise<T>): Promise<T> {
+    try {
+      return await flow();
+    } catch (error) {
+      if (!(error instanceof OtpError) && isDatabaseUnavailable(error)) {
+        this.logger.warn(`database unavailable: ${(error as Error).message}`);
+        throw new ServiceUnavailableError({ cause: error });
+      }
+      throw error;
     }
-    return channel;
   }
 }

@@ -2,6 +2,7 @@ import { IsIn, IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator'
 import { IsAbsentOr } from './is-absent-or.decorator.js';
 import { OTP_CHANNELS, PURPOSE_PATTERN, type OtpChannel } from '../otp.types.js';
 
+/** Body of `POST /otp/send`. */
 export class SendOtpDto {
   /** Email address or phone number (E.164, or national in the default region). */
   @IsString()
@@ -9,12 +10,25 @@ export class SendOtpDto {
   @MaxLength(254)
   destination!: string;
 
+  /** `sms`, `voice` or `email`; default `email` for an email address, `sms` for a phone. */
   @IsAbsentOr()
   @IsIn(OTP_CHANNELS)
   channel?: OtpChannel;
 
+  /** What the code is for; default `login`. */
   @IsAbsentOr()
   @IsString()
   @Matches(PURPOSE_PATTERN)
   purpose?: string;
+}
+
+/** What `OtpService.send` takes: the body, and the request's `Idempotency-Key` if any. */
+export class SendOtpInputDto extends SendOtpDto {
+  /** 1-255 printable ASCII characters. */
+  @IsAbsentOr()
+  @IsString()
+  @Matches(/^[\x20-\x7e]{1,255}$/, {
+    message: 'Idempotency-Key must be 1-255 printable ASCII characters',
+  })
+  idempotencyKey?: string;
 }

@@ -50,6 +50,16 @@ export class DestinationNotAllowedError extends OtpError {
   }
 }
 
+export class ChannelNotAllowedError extends OtpError {
+  constructor(channel: string) {
+    super(
+      HttpStatus.BAD_REQUEST,
+      'OTP_CHANNEL_NOT_ALLOWED',
+      `Codes cannot be sent by ${channel} here.`,
+    );
+  }
+}
+
 export class PayloadTooLargeError extends OtpError {
   constructor() {
     super(HttpStatus.PAYLOAD_TOO_LARGE, 'PAYLOAD_TOO_LARGE', 'The request body is too large.');
@@ -141,11 +151,12 @@ export class DeliveryFailedError extends OtpError {
 }
 
 export class ServiceUnavailableError extends OtpError {
-  constructor() {
+  constructor(options?: { cause?: unknown }) {
     super(
       HttpStatus.SERVICE_UNAVAILABLE,
       'SERVICE_UNAVAILABLE',
       'The service is temporarily unavailable. Try again shortly.',
     );
+    if (options?.cause !== undefined) this.cause = options.cause;
   }
 }

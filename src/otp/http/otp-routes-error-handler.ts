@@ -1,0 +1,48 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { OTP_OPTIONS, OTP_ROUTE_PREFIX } from '../otp.constants.js';
+import type { OtpModuleOptions } from '../otp.options.js';
+import { sendOtpError } from '../errors/send-otp-error.js';
+import { toOtpError } from '../errors/to-otp-error.js';
+
+type ExpressErrorHandler = (
+  error: unknown,
+  req: unknown,
+  res: unknown,
+  next: (e?: unknown) => void,
+) => void;
+
+/**
+ * A host's body parser runs before any route, so its errors on the OTP routes (malformed JSON, a
+ * body over the host's own limit) never reach the controller's filter; Express hands them to its
+ * error handlers instead. This adds one, after the routes and before Nest's own, that answers such
+ * errors in the contract's shape on the OTP routes only and passes every other request on, so the
+ * host's errors stay the host's.
+ */
+@Injectable()
+export class OtpRoutesErrorHandler implements OnModuleInit {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
+    @Inject(OTP_ROUTE_PREFIX) private readonly routePrefix: string | null,
+  ) {}
+
+  onModuleInit(): void {
+    const adapter = this.adapterHost?.httpAdapter;
+    if (!adapter || this.routePrefix === null || adapter.getType() !== 'express') return;
+    const escaped = this.routePrefix
+      .replace(/^\/+|\/+$/g, '')
+      .replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // Any global prefix or version segment may come before the module's own prefix.
+    const otpRoute = new RegExp(`/${escaped}/(?:send|verify|requests/[^/]+)/?$`);
+    const handler: ExpressErrorHandler = (error, req, res, next) => {
+      const path = (req as { path?: string }).path ?? '';
+      if (!otpRoute.test(path)) return next(error);
+      sendOtpError(
+        res as Parameters<typeof sendOtpError>[0],
+        toOtpError(error, res as never, this.options.throttleTtlSeconds),
+      );
+    };
+    adapter.getInstance<{ use(handler: ExpressErrorHandler): void }>().use(handler);
+  }
+}
