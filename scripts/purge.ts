@@ -4,8 +4,9 @@ import { POLICY_WINDOW_SECONDS } from '../src/otp/policy/send-policy.js';
 import { purgeOtpRequests } from '../src/otp/retention/otp-retention.js';
 
 /**
- * `npm run otp:purge`: deletes otp_requests rows older than OTP_RETENTION_SECONDS (default and
- * minimum 86400) on DATABASE_URL, in batches; prints how many rows it removed. Safe to run from
+ * `npm run otp:purge`: `purgeOtpRequests()` (the purge entry point for code outside Nest) on
+ * DATABASE_URL. Deletes otp_requests rows older than OTP_RETENTION_SECONDS (default and minimum
+ * 86400) in batches, drops the hashes of expired codes, and prints both counts. Safe to run from
  * cron on several hosts at once.
  */
 async function main(): Promise<void> {

@@ -47,7 +47,6 @@ export { BcryptCodeHasher, HmacCodeHasher } from './otp/crypto/code-hasher.js';
 export { OtpRequest } from './otp/persistence/otp-request.entity.js';
 export { otpMigrations } from '../migrations/index.js';
 export type { DeliveryStatus, OtpChannel, OtpRequestStatus } from './otp/otp.types.js';
-export { OtpRetentionService } from './otp/retention/otp-retention.service.js';
 export {
   purgeOtpRequests,
   type PurgeOptions,

@@ -82,6 +82,23 @@ describe('retention', () => {
     }
   });
 
+  it("OtpService.purge() keeps a day plus a code's lifetime: a code sent just over 24 h ago may still count", async () => {
+    await sql('DELETE FROM otp_requests');
+    // 24 h + 100 s old: its code lived until 24 h - 200 s ago and could have been exhausted
+    // inside the policy window, so the lockout still reads it.
+    await seed(3, 24 * 3600 + 100);
+    await seed(4, 24 * 3600 + 400);
+    const app = await startApp();
+    try {
+      const result = await app.get(OtpService).purge();
+      expect(result.deleted).toBe(4);
+      const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+      expect(left?.n).toBe(3);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('many purges at once delete every old row exactly once', async () => {
     await sql('DELETE FROM otp_requests');
     await seed(2_000, 30 * 3600);
@@ -101,6 +118,22 @@ describe('retention', () => {
       expect(left?.n).toBe(50);
     } finally {
       await Promise.all(sources.map((ds) => ds.destroy()));
+    }
+  });
+
+  it.each([
+    ['a retention shorter than the 24 h policy window', { olderThanSeconds: 3_600 }],
+    ['a batch size of 0', { olderThanSeconds: 86_400, batchSize: 0 }],
+  ])('purgeOtpRequests refuses %s and deletes nothing', async (_label, options) => {
+    await sql('DELETE FROM otp_requests');
+    await seed(4, 30 * 3600);
+    const ds = await new DataSource({ type: 'postgres', url }).initialize();
+    try {
+      await expect(purgeOtpRequests(ds, options)).rejects.toThrow(RangeError);
+      const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+      expect(left?.n).toBe(4);
+    } finally {
+      await ds.destroy();
     }
   });
 

@@ -126,7 +126,6 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OtpService,
     OtpTokenGuard,
     OtpThrottlerGuard,
-    OtpRetentionService,
   ],
 })
 export class OtpModule extends OtpConfigurableModule implements NestModule {

@@ -221,12 +221,9 @@ export class OtpService {
 
   private async statusOf(requestId: string): Promise<OtpRequestView> {
     if (typeof requestId !== 'string' || !UUID.test(requestId)) throw new RequestNotFoundError();
-    const { now, request } = await this.requests.findById(requestId.toLowerCase());
+    // One statement, one clock: the status and the next send time are judged at the same moment.
+    const { now, request, history } = await this.requests.readStatus(requestId.toLowerCase());
     if (!request) throw new RequestNotFoundError();
-    const { history, now: historyNow } = await this.requests.readHistory(
-      request.destination,
-      request.purpose,
-    );
     return {
       requestId: request.id,
       destination: maskDestination(request.destination),
@@ -235,7 +232,7 @@ export class OtpService {
       status: requestStatus(request, now),
       expiresAt: request.expiresAt,
       attemptsRemaining: attemptsRemaining(request, now),
-      resendAvailableAt: nextSendAt(history, request.purpose, historyNow, this.policy),
+      resendAvailableAt: nextSendAt(history, request.purpose, now, this.policy),
     };
   }
 

@@ -56,20 +56,272 @@ const toEntity = (r: OtpRequestRow): OtpRequest => ({
   tokenUsedAt: r.token_used_at,
 });
 
-/** A code still able to verify, as seen by the rows: time is checked separately. */
+/**
+ * A statement written with named parameters (`:name`), compiled once to Postgres's positional
+ * `$1, $2, …`. Each statement binds its own values by name, so a fragment shared between
+ * statements says what it binds, and values are always bound parameters, never spliced into the
+ * text. A name used twice binds one value; `::type` casts are not parameters. `Name` lists the
+ * statement's parameters, so a call that misses one or adds a stray one does not compile, and
+ * `bind` checks at run time that the text names the same ones; `Row` is what a row of its result
+ * holds.
+ */
+class Statement<Name extends string, Row = never> {
+  readonly text: string;
+  private readonly names: readonly string[];
+  /** Type only: carries `Row` to `query()`. */
+  declare readonly row?: Row;
+
+  constructor(named: string) {
+    const names: string[] = [];
+    this.text = named.replace(/(?<![:\w]):([A-Za-z_]\w*)/g, (_match, name: string) => {
+      const at = names.indexOf(name);
+      return `$${at < 0 ? names.push(name) : at + 1}`;
+    });
+    this.names = names;
+  }
+
+  /** The values in `$n` order. */
+  bind(values: Readonly<Record<Name, unknown>>): unknown[] {
+    const given: Readonly<Record<string, unknown>> = values;
+    const missing = this.names.filter((name) => !(name in given));
+    const stray = Object.keys(given).filter((name) => !this.names.includes(name));
+    if (missing.length > 0 || stray.length > 0) {
+      throw new Error(
+        `SQL parameters do not match the statement: missing [${missing.join(', ')}], unknown [${stray.join(', ')}]`,
+      );
+    }
+    return this.names.map((name) => given[name]);
+  }
+}
+
+/*
+ * Why the writes that decide something read `WITH x AS (UPDATE … WHERE <condition> … RETURNING …)
+ * SELECT * FROM x` (and the send's `WITH claimed AS (INSERT … ON CONFLICT … WHERE …) …`):
+ * - The WHERE is the check and the SET the change, in one statement: an atomic compare-and-set.
+ *   Postgres locks each row it changes; a statement that had to wait for a concurrent writer
+ *   re-checks its WHERE against the committed row (READ COMMITTED), so of N concurrent requests only
+ *   those the condition still admits change anything: at most `max_attempts` reservations, one
+ *   verify, one use of a token, one send per destination version. No transaction block, no lock
+ *   held across round trips, no gap between reading and writing.
+ * - RETURNING hands back exactly the rows this statement changed, so the caller learns in the same
+ *   round trip whether it won.
+ * - Several data-modifying CTEs in one statement share one snapshot and commit or fail together:
+ *   `reserveAttempt` also drops the hashes of expired codes, `insertIfUnchanged` bumps the
+ *   destination's version, supersedes and inserts. One round trip does all of it or none of it.
+ * - The outer SELECT makes TypeORM's `query()` return the rows alone: for a bare UPDATE it returns
+ *   `[rows, rowCount]`.
+ */
+
+/** A code still able to verify, as far as its row says (its expiry is checked apart). */
 const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at IS NULL
   AND delivery_status <> 'failed'`;
 
-/** The flow's active code (parameters $1 destination, $2 purpose). */
-const IN_FLOW = `(destination = $1 AND purpose = $2 AND ${ACTIVE})`;
+/** The flow's active code: `:destination`, `:purpose`. */
+const IN_FLOW = `(destination = :destination AND purpose = :purpose AND ${ACTIVE})`;
 
 /**
- * A row holding idempotency key $4 that is older than the window ($14 seconds before $3): its key
- * may be taken again. A recent holder is never released, so a concurrent send with the same key
- * hits the unique index instead.
+ * A row holding idempotency key `:idempotencyKey` created more than `:keyWindowSeconds` before
+ * `:now`: its key may be taken again. A recent holder is never released, so a concurrent send with
+ * the same key hits the unique index instead.
  */
-const STALE_KEY = `($4::text IS NOT NULL AND idempotency_key = $4
-  AND created_at < $3::timestamptz - make_interval(secs => $14))`;
+const STALE_KEY = `(:idempotencyKey::text IS NOT NULL AND idempotency_key = :idempotencyKey
+  AND created_at < :now::timestamptz - make_interval(secs => :keyWindowSeconds))`;
+
+/** The parameters of a history read, fixed by the options (see `historyParams`). */
+type HistoryParam =
+  | 'lookbackSeconds'
+  | 'windowSeconds'
+  | 'cooldownRows'
+  | 'lockoutRows'
+  | 'hourlyOffset'
+  | 'hourlyLimit'
+  | 'dailyOffset'
+  | 'dailyLimit';
+
+/** The CTE a history read starts from: how far back it looks (`:lookbackSeconds`). */
+const SINCE = `since AS (SELECT statement_timestamp() - make_interval(secs => :lookbackSeconds) AS t)`;
+
+/**
+ * The select-list of a history read (`entries`, `hourly`, `daily`: a bounded `SendHistory`) for the
+ * flow whose destination and purpose are the SQL expressions `destination` and `purpose` (bound
+ * parameters, or a subquery on the request being shown; never values). Reads the CTE `since`.
+ * Each part is an index range scan with a LIMIT, on `(destination, created_at)` or the partial
+ * indexes of exhausted and verified codes.
+ */
+const historyColumns = (destination: string, purpose: string): string => `
+  COALESCE((SELECT json_agg(json_build_object(
+      'purpose', e.purpose, 'createdAt', e.created_at, 'deliveryStatus', e.delivery_status,
+      'verifiedAt', e.verified_at, 'exhaustedAt', e.exhausted_at))
+    FROM (
+      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+         FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
+           AND delivery_status <> 'failed' AND created_at > since.t
+         ORDER BY created_at DESC LIMIT :cooldownRows)
+      UNION
+      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+         FROM otp_requests, since WHERE destination = ${destination} AND exhausted_at IS NOT NULL
+           AND created_at > since.t
+         ORDER BY exhausted_at DESC LIMIT :lockoutRows)
+      UNION
+      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+         FROM otp_requests, since WHERE destination = ${destination} AND verified_at IS NOT NULL
+           AND created_at > since.t
+         ORDER BY verified_at DESC LIMIT 1)
+      UNION
+      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+         FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
+           AND verified_at IS NOT NULL AND created_at > since.t
+         ORDER BY verified_at DESC LIMIT 1)
+    ) e), '[]') AS entries,
+  (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+     SELECT created_at FROM otp_requests WHERE destination = ${destination}
+       AND created_at > statement_timestamp() - interval '1 hour'
+     ORDER BY created_at DESC OFFSET :hourlyOffset LIMIT :hourlyLimit) w) AS hourly,
+  (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+     SELECT created_at FROM otp_requests WHERE destination = ${destination}
+       AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)
+     ORDER BY created_at DESC OFFSET :dailyOffset LIMIT :dailyLimit) w) AS daily`;
+
+/** A send's snapshot: the clock, the destination's version, its history, an idempotent replay. */
+const LOAD_HISTORY = new Statement<
+  HistoryParam | 'destination' | 'purpose' | 'idempotencyKey',
+  HistoryColumns & { now: Date; version: string; idempotent: JsonRow | null }
+>(
+  `WITH ${SINCE}
+   SELECT statement_timestamp() AS now,
+     COALESCE((SELECT version FROM otp_destinations WHERE destination = :destination), 0) AS version,
+     ${historyColumns(':destination', ':purpose')},
+     (SELECT row_to_json(i) FROM otp_requests i
+       WHERE :idempotencyKey::text IS NOT NULL AND i.idempotency_key = :idempotencyKey
+         AND i.created_at > statement_timestamp() - make_interval(secs => :windowSeconds)) AS idempotent`,
+);
+
+/** One request and the history of its flow, on one clock. */
+const READ_STATUS = new Statement<
+  HistoryParam | 'id',
+  HistoryColumns & { now: Date; request: JsonRow | null }
+>(
+  `WITH target AS (SELECT * FROM otp_requests r WHERE r.id = :id),
+     ${SINCE}
+   SELECT statement_timestamp() AS now,
+     (SELECT row_to_json(target) FROM target) AS request,
+     ${historyColumns('(SELECT destination FROM target)', '(SELECT purpose FROM target)')}`,
+);
+
+/** The send's compare-and-set on the destination's version, supersede, and insert. */
+const INSERT_IF_UNCHANGED = new Statement<
+  | 'expectedVersion'
+  | 'now'
+  | 'keyWindowSeconds'
+  | 'id'
+  | 'destination'
+  | 'purpose'
+  | 'channel'
+  | 'codeHash'
+  | 'codeLength'
+  | 'maxAttempts'
+  | 'expiresAt'
+  | 'resendAvailableAt'
+  | 'idempotencyKey'
+  | 'requestFingerprint',
+  { id: string }
+>(
+  `WITH claimed AS (
+     INSERT INTO otp_destinations AS d (destination, version, updated_at)
+     VALUES (:destination, :expectedVersion::bigint + 1, :now)
+     ON CONFLICT (destination) DO UPDATE SET version = d.version + 1, updated_at = EXCLUDED.updated_at
+       WHERE d.version = :expectedVersion::bigint
+     RETURNING version),
+   released AS (
+     UPDATE otp_requests SET
+       superseded_at = CASE WHEN ${IN_FLOW} THEN :now ELSE superseded_at END,
+       code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
+       idempotency_key = CASE WHEN ${STALE_KEY} THEN NULL ELSE idempotency_key END
+     WHERE (${IN_FLOW} OR ${STALE_KEY})
+       AND EXISTS (SELECT 1 FROM claimed)
+     RETURNING 1)
+   INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+     max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
+     request_fingerprint)
+   SELECT :id::uuid, :destination::varchar, :purpose::varchar, :channel::varchar,
+     :codeHash::varchar, :codeLength::smallint, :maxAttempts::smallint, :now::timestamptz,
+     :expiresAt::timestamptz, :resendAvailableAt::timestamptz, :idempotencyKey::varchar,
+     :requestFingerprint::char(64)
+   FROM (SELECT count(*) FROM released) AS superseded
+   WHERE EXISTS (SELECT 1 FROM claimed)
+   RETURNING id`,
+);
+
+const MARK_DELIVERED = new Statement<'id' | 'channel'>(
+  `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = statement_timestamp(),
+     channel = :channel WHERE id = :id`,
+);
+
+const MARK_FAILED = new Statement<'id'>(
+  `UPDATE otp_requests SET delivery_status = 'failed', code_hash = NULL, idempotency_key = NULL
+    WHERE id = :id`,
+);
+
+const RESERVE_ATTEMPT = new Statement<
+  'destination' | 'purpose',
+  Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>
+>(
+  `WITH reserved AS (
+     UPDATE otp_requests SET attempts_used = attempts_used + 1
+      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
+        AND attempts_used < max_attempts AND expires_at > statement_timestamp()
+        AND code_hash IS NOT NULL
+      RETURNING id, code_hash, attempts_used, max_attempts),
+   -- A code seen past its expiry can never verify: drop its hash now, not at the next purge.
+   expired AS (
+     UPDATE otp_requests SET code_hash = NULL
+      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
+        AND expires_at <= statement_timestamp() AND code_hash IS NOT NULL)
+   SELECT * FROM reserved`,
+);
+
+const MARK_VERIFIED = new Statement<
+  'id' | 'tokenHash' | 'tokenTtlSeconds',
+  { token_expires_at: Date }
+>(
+  `WITH verified AS (
+     UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
+       exhausted_at = NULL,
+       token_hash = :tokenHash,
+       token_expires_at = statement_timestamp() + make_interval(secs => :tokenTtlSeconds)
+      WHERE id = :id AND verified_at IS NULL AND superseded_at IS NULL
+        AND delivery_status <> 'failed' AND expires_at > statement_timestamp()
+      RETURNING token_expires_at)
+   SELECT * FROM verified`,
+);
+
+const MARK_EXHAUSTED = new Statement<'id'>(
+  `UPDATE otp_requests SET exhausted_at = statement_timestamp(), code_hash = NULL
+    WHERE id = :id AND attempts_used >= max_attempts AND ${ACTIVE}`,
+);
+
+const FIND_LATEST_IN_FLOW = new Statement<
+  'destination' | 'purpose',
+  { now: Date; latest: JsonRow | null }
+>(
+  `SELECT statement_timestamp() AS now,
+     (SELECT row_to_json(r) FROM otp_requests r
+       WHERE r.destination = :destination AND r.purpose = :purpose AND r.superseded_at IS NULL
+         AND r.delivery_status <> 'failed'
+       ORDER BY r.created_at DESC LIMIT 1) AS latest`,
+);
+
+const CONSUME_TOKEN = new Statement<
+  'tokenHash' | 'purpose',
+  { id: string; destination: string; purpose: string }
+>(
+  `WITH consumed AS (
+     UPDATE otp_requests SET token_used_at = statement_timestamp()
+      WHERE token_hash = :tokenHash AND purpose = :purpose AND token_used_at IS NULL
+        AND token_expires_at > statement_timestamp()
+      RETURNING id, destination, purpose)
+   SELECT * FROM consumed`,
+);
 
 /** What a send decides on: history, the database's clock, and the destination's version. */
 export interface SendSnapshot {
@@ -78,6 +330,14 @@ export interface SendSnapshot {
   version: string;
   history: SendHistory;
   idempotent: OtpRequest | null;
+}
+
+/** A request and the history of its flow, read on one database clock (for the status route). */
+export interface StatusSnapshot {
+  now: Date;
+  request: OtpRequest | null;
+  /** The same history `readHistory` returns for the request's destination and purpose. */
+  history: SendHistory;
 }
 
 export interface NewOtpRequest {
@@ -111,24 +371,29 @@ export interface ReservedAttempt {
  */
 @Injectable()
 export class OtpRequestRepository {
-  /**
-   * How far back the history is read: the policy window plus a code's lifetime, since a code sent
-   * just before the window may have been exhausted inside it (and so still counts for lockout).
-   */
-  private readonly lookbackSeconds: number;
-  /** Where the cap marks sit in each window, newest first (see `CapMarks`). */
-  private readonly capOffsets: Record<'hourly' | 'daily', { offset: number; limit: number }>;
+  /** The history reads' parameters, fixed by the options. */
+  private readonly historyParams: Readonly<Record<HistoryParam, number>>;
 
   constructor(
     @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
   ) {
-    this.lookbackSeconds = POLICY_WINDOW_SECONDS + options.ttlSeconds;
     // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
     const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
-    this.capOffsets = {
-      hourly: marks(options.maxSendsPerHour),
-      daily: marks(options.maxSendsPerDay),
+    const hourly = marks(options.maxSendsPerHour);
+    const daily = marks(options.maxSendsPerDay);
+    this.historyParams = {
+      // The policy window plus a code's lifetime: a code sent just before the window may have been
+      // exhausted inside it, and so still counts for lockout.
+      lookbackSeconds: POLICY_WINDOW_SECONDS + options.ttlSeconds,
+      windowSeconds: POLICY_WINDOW_SECONDS,
+      // See `SendHistory` for why these few rows (and the cap marks) are all the policy needs.
+      cooldownRows: options.resendCooldownSeconds.length,
+      lockoutRows: options.lockoutStepSeconds.length,
+      hourlyOffset: hourly.offset,
+      hourlyLimit: hourly.limit,
+      dailyOffset: daily.offset,
+      dailyLimit: daily.limit,
     };
   }
 
@@ -136,92 +401,23 @@ export class OtpRequestRepository {
    * What a send to `destination` for `purpose` decides on, in one round trip: the database's clock,
    * the destination's version, the bounded `SendHistory` the policy reads (see its doc: a few rows
    * and the cap marks, however long the history), and the row an idempotency key already names.
-   * Each part is an index range scan with a LIMIT, on `(destination, created_at)` or the partial
-   * indexes of exhausted and verified codes.
    */
   async loadHistory(
     destination: string,
     purpose: string,
     idempotencyKey: string | null,
   ): Promise<SendSnapshot> {
-    const { hourly, daily } = this.capOffsets;
-    const [head] = await this.dataSource.query<
-      {
-        now: Date;
-        version: string;
-        entries: JsonHistory[];
-        hourly: string[] | null;
-        daily: string[] | null;
-        idempotent: JsonRow | null;
-      }[]
-    >(
-      `WITH since AS (SELECT statement_timestamp() - make_interval(secs => $3) AS t)
-       SELECT statement_timestamp() AS now,
-         COALESCE((SELECT version FROM otp_destinations WHERE destination = $1), 0) AS version,
-         COALESCE((SELECT json_agg(json_build_object(
-             'purpose', e.purpose, 'createdAt', e.created_at, 'deliveryStatus', e.delivery_status,
-             'verifiedAt', e.verified_at, 'exhaustedAt', e.exhausted_at))
-           FROM (
-             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
-                FROM otp_requests, since WHERE destination = $1 AND purpose = $2
-                  AND delivery_status <> 'failed' AND created_at > since.t
-                ORDER BY created_at DESC LIMIT $5)
-             UNION
-             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
-                FROM otp_requests, since WHERE destination = $1 AND exhausted_at IS NOT NULL
-                  AND created_at > since.t
-                ORDER BY exhausted_at DESC LIMIT $6)
-             UNION
-             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
-                FROM otp_requests, since WHERE destination = $1 AND verified_at IS NOT NULL
-                  AND created_at > since.t
-                ORDER BY verified_at DESC LIMIT 1)
-             UNION
-             (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
-                FROM otp_requests, since WHERE destination = $1 AND purpose = $2
-                  AND verified_at IS NOT NULL AND created_at > since.t
-                ORDER BY verified_at DESC LIMIT 1)
-           ) e), '[]') AS entries,
-         (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
-            SELECT created_at FROM otp_requests WHERE destination = $1
-              AND created_at > statement_timestamp() - interval '1 hour'
-            ORDER BY created_at DESC OFFSET $7 LIMIT $8) w) AS hourly,
-         (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
-            SELECT created_at FROM otp_requests WHERE destination = $1
-              AND created_at > statement_timestamp() - make_interval(secs => $4)
-            ORDER BY created_at DESC OFFSET $9 LIMIT $10) w) AS daily,
-         (SELECT row_to_json(i) FROM otp_requests i
-           WHERE $11::text IS NOT NULL AND i.idempotency_key = $11
-             AND i.created_at > statement_timestamp() - make_interval(secs => $4)) AS idempotent`,
-      [
-        destination,
-        purpose,
-        this.lookbackSeconds,
-        POLICY_WINDOW_SECONDS,
-        this.options.resendCooldownSeconds.length,
-        this.options.lockoutStepSeconds.length,
-        hourly.offset,
-        hourly.limit,
-        daily.offset,
-        daily.limit,
-        idempotencyKey,
-      ],
-    );
+    const [head] = await this.query(LOAD_HISTORY, {
+      ...this.historyParams,
+      destination,
+      purpose,
+      idempotencyKey,
+    });
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,
       version: String(head.version),
-      history: {
-        entries: head.entries.map((h) => ({
-          purpose: h.purpose,
-          createdAt: new Date(h.createdAt),
-          deliveryStatus: h.deliveryStatus,
-          verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
-          exhaustedAt: h.exhaustedAt ? new Date(h.exhaustedAt) : null,
-        })),
-        hourly: toCapMarks(head.hourly, this.options.maxSendsPerHour),
-        daily: toCapMarks(head.daily, this.options.maxSendsPerDay),
-      },
+      history: this.toHistory(head),
       idempotent: head.idempotent ? toEntity(reviveRow(head.idempotent)) : null,
     };
   }
@@ -240,46 +436,22 @@ export class OtpRequestRepository {
    */
   async insertIfUnchanged(row: NewOtpRequest, expectedVersion: string): Promise<boolean> {
     try {
-      const inserted = await this.dataSource.query<{ id: string }[]>(
-        `WITH claimed AS (
-           INSERT INTO otp_destinations AS d (destination, version, updated_at)
-           VALUES ($1, $13::bigint + 1, $3)
-           ON CONFLICT (destination) DO UPDATE SET version = d.version + 1, updated_at = EXCLUDED.updated_at
-             WHERE d.version = $13::bigint
-           RETURNING version),
-         released AS (
-           UPDATE otp_requests SET
-             superseded_at = CASE WHEN ${IN_FLOW} THEN $3 ELSE superseded_at END,
-             code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
-             idempotency_key = CASE WHEN ${STALE_KEY} THEN NULL ELSE idempotency_key END
-           WHERE (${IN_FLOW} OR ${STALE_KEY})
-             AND EXISTS (SELECT 1 FROM claimed)
-           RETURNING 1)
-         INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
-           max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
-           request_fingerprint)
-         SELECT $5::uuid, $1::varchar, $2::varchar, $6::varchar, $7::varchar, $8::smallint,
-           $9::smallint, $3::timestamptz, $10::timestamptz, $11::timestamptz, $4::varchar, $12::char(64)
-         FROM (SELECT count(*) FROM released) AS superseded
-         WHERE EXISTS (SELECT 1 FROM claimed)
-         RETURNING id`,
-        [
-          row.destination,
-          row.purpose,
-          row.createdAt,
-          row.idempotencyKey,
-          row.id,
-          row.channel,
-          row.codeHash,
-          row.codeLength,
-          row.maxAttempts,
-          row.expiresAt,
-          row.resendAvailableAt,
-          row.requestFingerprint,
-          expectedVersion,
-          POLICY_WINDOW_SECONDS,
-        ],
-      );
+      const inserted = await this.query(INSERT_IF_UNCHANGED, {
+        expectedVersion,
+        now: row.createdAt,
+        keyWindowSeconds: POLICY_WINDOW_SECONDS,
+        id: row.id,
+        destination: row.destination,
+        purpose: row.purpose,
+        channel: row.channel,
+        codeHash: row.codeHash,
+        codeLength: row.codeLength,
+        maxAttempts: row.maxAttempts,
+        expiresAt: row.expiresAt,
+        resendAvailableAt: row.resendAvailableAt,
+        idempotencyKey: row.idempotencyKey,
+        requestFingerprint: row.requestFingerprint,
+      });
       return inserted.length === 1;
     } catch (error) {
       // Another send took the same idempotency key (for another destination) first.
@@ -290,11 +462,7 @@ export class OtpRequestRepository {
 
   /** Records a successful delivery and the channel that carried it. */
   async markDelivered(id: string, channel: OtpChannel): Promise<void> {
-    await this.dataSource.query(
-      `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = statement_timestamp(),
-         channel = $2 WHERE id = $1`,
-      [id, channel],
-    );
+    await this.query(MARK_DELIVERED, { id, channel });
   }
 
   /**
@@ -302,11 +470,7 @@ export class OtpRequestRepository {
    * idempotency key is released, so a retry with the same key sends again.
    */
   async markFailed(id: string): Promise<void> {
-    await this.dataSource.query(
-      `UPDATE otp_requests SET delivery_status = 'failed', code_hash = NULL, idempotency_key = NULL
-        WHERE id = $1`,
-      [id],
-    );
+    await this.query(MARK_FAILED, { id });
   }
 
   /**
@@ -314,24 +478,7 @@ export class OtpRequestRepository {
    * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them.
    */
   async reserveAttempt(destination: string, purpose: string): Promise<ReservedAttempt | null> {
-    const rows = await this.dataSource.query<
-      Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>[]
-    >(
-      `WITH reserved AS (
-         UPDATE otp_requests SET attempts_used = attempts_used + 1
-          WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
-            AND attempts_used < max_attempts AND expires_at > statement_timestamp()
-            AND code_hash IS NOT NULL
-          RETURNING id, code_hash, attempts_used, max_attempts),
-       -- A code seen past its expiry can never verify: drop its hash now, not at the next purge.
-       expired AS (
-         UPDATE otp_requests SET code_hash = NULL
-          WHERE destination = $1 AND purpose = $2 AND ${ACTIVE}
-            AND expires_at <= statement_timestamp() AND code_hash IS NOT NULL)
-       SELECT * FROM reserved`,
-      [destination, purpose],
-    );
-    const row = rows[0];
+    const [row] = await this.query(RESERVE_ATTEMPT, { destination, purpose });
     if (!row || !row.code_hash) return null;
     return {
       id: row.id,
@@ -348,27 +495,17 @@ export class OtpRequestRepository {
    * as if the guesses had run one after another. Returns the token's expiry, or null.
    */
   async markVerified(id: string, tokenHash: string, tokenTtlSeconds: number): Promise<Date | null> {
-    const rows = await this.dataSource.query<{ token_expires_at: Date }[]>(
-      `WITH verified AS (
-         UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
-           exhausted_at = NULL,
-           token_hash = $2, token_expires_at = statement_timestamp() + make_interval(secs => $3)
-          WHERE id = $1 AND verified_at IS NULL AND superseded_at IS NULL
-            AND delivery_status <> 'failed' AND expires_at > statement_timestamp()
-          RETURNING token_expires_at)
-       SELECT * FROM verified`,
-      [id, tokenHash, tokenTtlSeconds],
-    );
-    return rows[0]?.token_expires_at ?? null;
+    const [row] = await this.query(MARK_VERIFIED, {
+      id,
+      tokenHash,
+      tokenTtlSeconds,
+    });
+    return row?.token_expires_at ?? null;
   }
 
   /** Marks a code exhausted once its attempts are all used, unless it was verified meanwhile. */
   async markExhausted(id: string): Promise<void> {
-    await this.dataSource.query(
-      `UPDATE otp_requests SET exhausted_at = statement_timestamp(), code_hash = NULL
-        WHERE id = $1 AND attempts_used >= max_attempts AND ${ACTIVE}`,
-      [id],
-    );
+    await this.query(MARK_EXHAUSTED, { id });
   }
 
   /**
@@ -379,14 +516,10 @@ export class OtpRequestRepository {
     destination: string,
     purpose: string,
   ): Promise<{ now: Date; latest: OtpRequest | null }> {
-    const [head] = await this.dataSource.query<{ now: Date; latest: JsonRow | null }[]>(
-      `SELECT statement_timestamp() AS now,
-         (SELECT row_to_json(r) FROM otp_requests r
-           WHERE r.destination = $1 AND r.purpose = $2 AND r.superseded_at IS NULL
-             AND r.delivery_status <> 'failed'
-           ORDER BY r.created_at DESC LIMIT 1) AS latest`,
-      [destination, purpose],
-    );
+    const [head] = await this.query(FIND_LATEST_IN_FLOW, {
+      destination,
+      purpose,
+    });
     return {
       now: head?.now ?? new Date(),
       latest: head?.latest ? toEntity(reviveRow(head.latest)) : null,
@@ -402,16 +535,18 @@ export class OtpRequestRepository {
     return { now, history };
   }
 
-  /** One request by id, with the database clock. */
-  async findById(id: string): Promise<{ now: Date; request: OtpRequest | null }> {
-    const [head] = await this.dataSource.query<{ now: Date; request: JsonRow | null }[]>(
-      `SELECT statement_timestamp() AS now,
-         (SELECT row_to_json(r) FROM otp_requests r WHERE r.id = $1) AS request`,
-      [id],
-    );
+  /**
+   * One request by id and the history of its flow (what `readHistory` returns for its destination
+   * and purpose), in one round trip, so the request's state and the next send moment are computed
+   * on the same database clock. An unknown id gives a null request and an empty history.
+   */
+  async readStatus(requestId: string): Promise<StatusSnapshot> {
+    const [head] = await this.query(READ_STATUS, { ...this.historyParams, id: requestId });
+    if (!head) throw new Error('status query returned no row');
     return {
-      now: head?.now ?? new Date(),
-      request: head?.request ? toEntity(reviveRow(head.request)) : null,
+      now: head.now,
+      request: head.request ? toEntity(reviveRow(head.request)) : null,
+      history: this.toHistory(head),
     };
   }
 
@@ -423,20 +558,38 @@ export class OtpRequestRepository {
     tokenHash: string,
     purpose: string,
   ): Promise<{ requestId: string; destination: string; purpose: string } | null> {
-    const rows = await this.dataSource.query<
-      { id: string; destination: string; purpose: string }[]
-    >(
-      `WITH consumed AS (
-         UPDATE otp_requests SET token_used_at = statement_timestamp()
-          WHERE token_hash = $1 AND purpose = $2 AND token_used_at IS NULL
-            AND token_expires_at > statement_timestamp()
-          RETURNING id, destination, purpose)
-       SELECT * FROM consumed`,
-      [tokenHash, purpose],
-    );
-    const row = rows[0];
+    const [row] = await this.query(CONSUME_TOKEN, { tokenHash, purpose });
     return row ? { requestId: row.id, destination: row.destination, purpose: row.purpose } : null;
   }
+
+  /** Runs one statement with its own named values: one round trip. */
+  private query<Name extends string, Row>(
+    statement: Statement<Name, Row>,
+    values: Readonly<Record<Name, unknown>>,
+  ): Promise<Row[]> {
+    return this.dataSource.query<Row[]>(statement.text, statement.bind(values));
+  }
+
+  private toHistory(head: HistoryColumns): SendHistory {
+    return {
+      entries: head.entries.map((h) => ({
+        purpose: h.purpose,
+        createdAt: new Date(h.createdAt),
+        deliveryStatus: h.deliveryStatus,
+        verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
+        exhaustedAt: h.exhaustedAt ? new Date(h.exhaustedAt) : null,
+      })),
+      hourly: toCapMarks(head.hourly, this.options.maxSendsPerHour),
+      daily: toCapMarks(head.daily, this.options.maxSendsPerDay),
+    };
+  }
+}
+
+/** The history columns of a history read, as Postgres returns them. */
+interface HistoryColumns {
+  entries: JsonHistory[];
+  hourly: string[] | null;
+  daily: string[] | null;
 }
 
 /** json_agg / row_to_json hand timestamps back as strings. */

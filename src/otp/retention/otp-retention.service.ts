@@ -8,38 +8,39 @@ import {
 import type { DataSource } from 'typeorm';
 import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
+import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
 import { purgeOtpRequests, type PurgeResult } from './otp-retention.js';
 
 /**
- * Retention: deletes history no decision can need any more (older than `retentionSeconds`), on
- * demand or, when `purgeIntervalSeconds` is set, on a schedule in every instance (safe: batches
- * skip rows another instance is deleting).
+ * Internal to the module, not public API: the Nest glue around `purgeOtpRequests()`, which does
+ * all the work. It only schedules (every `purgeIntervalSeconds` in each instance, when set; safe,
+ * since batches skip rows another instance is deleting) and delegates with the retention the
+ * options allow. Hosts call `OtpService.purge()` inside Nest, and `purgeOtpRequests()` outside it.
  */
 @Injectable()
 export class OtpRetentionService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger('OtpRetention');
+  /** Rows older than this are deleted: never less than what a live code or token needs. */
+  private readonly retentionSeconds: number;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
     @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
-  ) {}
-
-  /** Rows older than this are deleted: never less than what a live code or token needs. */
-  get retentionSeconds(): number {
-    return Math.max(
-      this.options.retentionSeconds,
-      this.options.ttlSeconds,
-      this.options.tokenTtlSeconds,
+  ) {
+    // The history read looks back a day plus a code's lifetime (a code sent just inside the day
+    // can be exhausted after it), so nothing younger than that may go.
+    this.retentionSeconds = Math.max(
+      options.retentionSeconds,
+      POLICY_WINDOW_SECONDS + options.ttlSeconds,
+      options.tokenTtlSeconds,
     );
   }
 
-  purge(batchSize?: number): Promise<PurgeResult> {
-    return purgeOtpRequests(this.dataSource, {
-      olderThanSeconds: this.retentionSeconds,
-      batchSize,
-    });
+  /** What `OtpService.purge()` runs: `purgeOtpRequests()` with the module's retention. */
+  purge(): Promise<PurgeResult> {
+    return purgeOtpRequests(this.dataSource, { olderThanSeconds: this.retentionSeconds });
   }
 
   onApplicationBootstrap(): void {
@@ -56,6 +57,7 @@ export class OtpRetentionService implements OnApplicationBootstrap, OnModuleDest
         )
         .finally(() => (this.running = undefined));
     }, every * 1000);
+    // The schedule alone never keeps the process alive.
     this.timer.unref();
   }
 

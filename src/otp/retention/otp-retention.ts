@@ -1,9 +1,13 @@
 import type { DataSource } from 'typeorm';
+import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
 
 export interface PurgeOptions {
-  /** Delete rows created more than this many seconds ago. */
+  /**
+   * Delete rows created more than this many seconds ago. At least 86400 (the policy window): younger
+   * history still decides cooldowns, caps and lockouts.
+   */
   olderThanSeconds: number;
-  /** Rows per DELETE statement, so no statement holds many locks or runs long. Default 1000. */
+  /** Rows per DELETE statement, so no statement holds many locks or runs long. Default `1000`. */
   batchSize?: number;
 }
 
@@ -15,7 +19,9 @@ export interface PurgeResult {
 }
 
 /**
- * Deletes old history in batches and drops the hashes of expired codes. Each batch claims its rows
+ * The one way to purge: deletes old history in batches and drops the hashes of expired codes. Code
+ * outside Nest (cron jobs, `npm run otp:purge`) calls it with its own DataSource; inside Nest,
+ * `OtpService.purge()` calls it with the module's `retentionSeconds`. Each batch claims its rows
  * with `FOR UPDATE SKIP LOCKED`, so any number of instances can purge at once without waiting on
  * each other or deleting a row twice.
  */
@@ -24,6 +30,18 @@ export async function purgeOtpRequests(
   options: PurgeOptions,
 ): Promise<PurgeResult> {
   const batchSize = options.batchSize ?? 1000;
+  if (
+    !Number.isInteger(options.olderThanSeconds) ||
+    options.olderThanSeconds < POLICY_WINDOW_SECONDS
+  ) {
+    throw new RangeError(
+      `olderThanSeconds must be a whole number of at least ${POLICY_WINDOW_SECONDS} (the policy window): younger rows still decide sends.`,
+    );
+  }
+  // A batch of 0 would never finish: each loop ends on a batch smaller than this.
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new RangeError('batchSize must be a positive whole number.');
+  }
   let deleted = 0;
   for (;;) {
     const [row] = await dataSource.query<{ n: number }[]>(
