@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the benchmark suite of issue 3, against the real example app (in a child
+ * `npm run bench`: the benchmark suite, against the real example app (in a child
  * process, on 127.0.0.1) on a real Postgres, in a database of its own that is dropped at the end.
  * See bench/README.md for what each figure means and a recorded run.
  */

@@ -2,22 +2,20 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { OtpExceptionFilter } from '../src/index.js';
 import { AppModule, type ExampleAppOptions } from './app.module.js';
 
 /**
- * Builds the example app as `npm start` and the e2e tests run it: Nest's default body parsing (the
- * OTP routes enforce their own 16 KiB limit), and `OtpExceptionFilter` so the module's errors on
- * the app's own guarded route carry `Retry-After` too; every other error stays Nest's.
+ * Builds the example app as `npm start` and the e2e tests run it. Nothing global on the module's
+ * behalf: Nest's default body parsing (the OTP routes enforce their own 16 KiB limit, JSON only)
+ * and Nest's default error handling (the OTP routes and `@RequireOtp` routes answer their own errors
+ * in the contract's shape).
  */
 export async function createExampleApp(
   options: ExampleAppOptions,
   nest: { logger?: false } = {},
 ): Promise<INestApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(
+  return NestFactory.create<NestExpressApplication>(
     AppModule.register(options),
     nest.logger === false ? { logger: false } : {},
   );
-  app.useGlobalFilters(new OtpExceptionFilter());
-  return app;
 }

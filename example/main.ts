@@ -13,7 +13,9 @@ async function main(): Promise<void> {
   if (!databaseUrl) {
     const port = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
     logger.log(`DATABASE_URL is not set: starting an embedded Postgres in ./.data on port ${port}`);
-    const embedded = await startEmbeddedPostgres(resolve('.data'), port);
+    const embedded = await startEmbeddedPostgres(resolve('.data'), port, {
+      log: (message) => logger.warn(message),
+    });
     databaseUrl = await ensureDatabase(embedded.adminUrl, 'nest_otp');
     stopDatabase = () => embedded.release();
   }

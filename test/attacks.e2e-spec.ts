@@ -22,7 +22,7 @@ import { outcome, wrongCodes } from './support/races.js';
 import { startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
 
 /**
- * Issue 4, the attacks that run quickly: guessing across resends, enumeration, type confusion and
+ * The attacks that run quickly: guessing across resends, enumeration, type confusion and
  * injection, fuzzing, response manipulation. Races repeated for many rounds and longer fuzz runs
  * are in test/attack/ (`npm run test:attack`). Figures for the issue note are printed as
  * `[attack] ...` lines.

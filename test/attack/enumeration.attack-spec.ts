@@ -8,7 +8,7 @@ import {
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
 /**
- * Issue 4, attack 3, with the module's default hasher (bcrypt, cost 10) and more samples than the
+ * Enumeration, the long run, with the module's default hasher (bcrypt, cost 10) and more samples than the
  * quick run in test/attacks.e2e-spec.ts: whether a destination has history must not show in the
  * answer or in its latency.
  */

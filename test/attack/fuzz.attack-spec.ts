@@ -3,7 +3,7 @@ import { FUZZ_ROUTES, fuzzAndReport, seedFuzzPool, type FuzzPool } from '../supp
 import { startPrivateApp, type PrivateApp } from '../support/attack-kit.js';
 
 /**
- * Issue 4, attack 5, the long run: the properties of the quick run in test/attacks.e2e-spec.ts
+ * Fuzzing, the long run: the properties of the quick run in test/attacks.e2e-spec.ts
  * (no 500; every refusal leaves the table unchanged, but for the one attempt an evaluated guess
  * uses) with more runs and another seed.
  */

@@ -7,7 +7,7 @@ import { outcome, showCounts, tally, withOutcome, wrongCodes } from '../support/
 import { startTestApp, uniqueEmail, type TestApp } from '../support/test-app.js';
 
 /**
- * Issue 4, attack 1: the races of test/races.e2e-spec.ts, repeated for many rounds, with the
+ * Races, the long run: the races of test/races.e2e-spec.ts, repeated for many rounds, with the
  * figures printed for the issue note. Every round checks the answers, the rows, and (through a
  * spy on the hasher) which guesses the server really compared against the code.
  */

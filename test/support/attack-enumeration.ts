@@ -6,7 +6,7 @@ import { expectError } from './contract.js';
 import { travel, uniqueEmail, type TestApp } from './test-app.js';
 
 /**
- * Enumeration (issue 4, attack 3): requests about destinations that have history and about
+ * Enumeration: requests about destinations that have history and about
  * destinations never seen must look alike: the same status, body keys and header names, and the
  * same latency (medians of interleaved samples). Shared by test/attacks.e2e-spec.ts and
  * test/attack/enumeration.attack-spec.ts, which differ in sample count and bcrypt cost.

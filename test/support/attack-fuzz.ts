@@ -5,7 +5,7 @@ import { report, type PrivateApp, type TableFingerprint } from './attack-kit.js'
 import { outcome, showCounts } from './races.js';
 
 /**
- * Property-based fuzzing of every route (issue 4, attack 5), shared by the quick run in
+ * Property-based fuzzing of every route, shared by the quick run in
  * test/attacks.e2e-spec.ts and the long one in test/attack/fuzz.attack-spec.ts. Each run sends one
  * random request and checks: never a 500, every error in the contract's shape, and the tables
  * unchanged by every refused request. The one refusal that may write is a guess the server

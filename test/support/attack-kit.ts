@@ -2,11 +2,7 @@ import type { INestApplication } from '@nestjs/common';
 import pg from 'pg';
 import request, { type Response } from 'supertest';
 import { createExampleApp } from '../../example/bootstrap.js';
-import {
-  createUniqueDatabase,
-  dropDatabase,
-  runOtpMigrations,
-} from '../../example/database.js';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../../example/database.js';
 import type { CodeHasher } from '../../src/otp/crypto/code-hasher.js';
 import { OTP_HASHER } from '../../src/otp/otp.constants.js';
 import type { OtpModuleOptionsInput } from '../../src/otp/otp.options.js';

@@ -4,7 +4,7 @@ import type { Response } from 'supertest';
 import type { OtpChannel } from '../../src/otp/otp.types.js';
 import { travel, type TestApp } from './test-app.js';
 
-/** Assertions on the HTTP contract (/work/shared/http-contract.md) shared by the route specs. */
+/** Assertions on the HTTP contract (docs/http-contract.md) shared by the route specs. */
 
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
