@@ -26,6 +26,13 @@ export function fromBodyParser(error: unknown): OtpError | null {
   if (typeof e?.type === 'string' && /^(entity|encoding|charset|request)\./.test(e.type)) {
     return new ValidationFailedError([`request body could not be read (${e.type})`]);
   }
+  // Some parser errors carry only an http-errors status (a body that fails to gunzip, say).
+  if (!(error instanceof HttpException) && typeof e?.status === 'number') {
+    if (e.status === 413) return new PayloadTooLargeError();
+    if (e.status >= 400 && e.status < 500) {
+      return new ValidationFailedError(['request body could not be read']);
+    }
+  }
   return null;
 }
 

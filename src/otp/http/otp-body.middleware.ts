@@ -39,6 +39,14 @@ export class OtpBodyMiddleware implements NestMiddleware<OtpHttpRequest> {
       return next();
     }
     if (!hasBody || request.readableEnded) return next();
+    // Read here only when no parser did: plain UTF-8, as JSON is (RFC 8259), never compressed.
+    const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase();
+    const charset = /;\s*charset\s*=\s*"?([\w-]+)/i.exec(
+      request.headers['content-type'] ?? '',
+    )?.[1];
+    if (encoding !== 'identity' || (charset && !/^utf-?8$/i.test(charset))) {
+      return next(new ValidationFailedError(['request body must be uncompressed UTF-8 JSON']));
+    }
     readJson(request, limit).then((body) => {
       request.body = body;
       next();

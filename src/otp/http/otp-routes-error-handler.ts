@@ -34,7 +34,8 @@ export class OtpRoutesErrorHandler implements OnModuleInit {
       .replace(/^\/+|\/+$/g, '')
       .replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     // Any global prefix or version segment may come before the module's own prefix.
-    const otpRoute = new RegExp(`/${escaped}/(?:send|verify|requests/[^/]+)/?$`);
+    // Case-insensitive, as Express matches routes.
+    const otpRoute = new RegExp(`/${escaped}/(?:send|verify|requests/[^/]+)/?$`, 'i');
     const handler: ExpressErrorHandler = (error, req, res, next) => {
       const path = (req as { path?: string }).path ?? '';
       if (!otpRoute.test(path)) return next(error);
