@@ -35,6 +35,7 @@ import {
 } from './otp.options.js';
 import { OtpService } from './otp.service.js';
 import { OtpRequestRepository } from './persistence/otp-request.repository.js';
+import { OtpConnection } from './persistence/otp-connection.js';
 import { OtpSchemaCheck } from './persistence/otp-schema.check.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
 import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
@@ -42,7 +43,8 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
 /**
  * One-time-passcode verification: `OtpService`, the OTP routes (`OtpController`, under the
  * `routePrefix`), per-IP throttling and `@RequireOtp`. Uses the host's TypeORM DataSource (run
- * `otpMigrations` on it); opens no connection of its own.
+ * `otpMigrations` on it), and opens a small pool of its own from its connection options, so its
+ * statements carry their own timeouts without touching the host's connections.
  *
  * ```ts
  * OtpModule.forRoot({ hasher: 'hmac', hmacSecret: process.env.OTP_SECRET })
@@ -108,6 +110,11 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
       useFactory: (options: OtpModuleOptions) =>
         options.throttleStorage ?? new ThrottlerStorageService(),
       inject: [OTP_OPTIONS],
+    },
+    {
+      provide: OtpConnection,
+      useFactory: (host: DataSource, options: OtpModuleOptions) => OtpConnection.open(host, options),
+      inject: [OTP_DATA_SOURCE, OTP_OPTIONS],
     },
     OtpRequestRepository,
     OtpSchemaCheck,

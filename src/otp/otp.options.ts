@@ -88,15 +88,40 @@ export class OtpModuleOptions {
   /** Length of the per-IP throttle window, in seconds. Default `60`. */
   throttleTtlSeconds = 60;
   /**
+   * What the per-IP limit does when its storage (e.g. Redis) fails: `'closed'` answers 503
+   * `SERVICE_UNAVAILABLE` with `Retry-After`; `'open'` lets the request on, with only the Postgres
+   * limits (cooldowns, caps, lockouts), which still hold, and logs a warning at most once a minute.
+   * Default `'closed'`.
+   */
+  throttleStoreFailure: 'closed' | 'open' = 'closed';
+  /**
    * Storage for per-IP throttling; share one across instances, e.g.
    * `new RedisThrottlerStorage(new Redis(url))`. Default: in memory (per process).
    */
   throttleStorage?: ThrottlerStorage = undefined;
   /**
    * The host's TypeORM DataSource holding the `otp_requests` table. Default: the app's default
-   * DataSource (from `TypeOrmModule.forRoot`). The module never opens a connection of its own.
+   * DataSource (from `TypeOrmModule.forRoot`). The module checks its schema (and runs its migrations)
+   * on it, and opens its own small pool from its connection options (`poolSize`).
    */
   dataSource?: DataSource = undefined;
+  /**
+   * Longest a statement of the module may run (Postgres `statement_timeout` on the module's own
+   * connections); past it the request is a 503 `SERVICE_UNAVAILABLE`. Default `5000`.
+   */
+  statementTimeoutMs = 5_000;
+  /**
+   * Longest a statement of the module may wait for a lock (Postgres `lock_timeout`), e.g. behind a
+   * migration or a `LOCK TABLE`; past it the request is a 503. Default `3000`.
+   */
+  lockTimeoutMs = 3_000;
+  /** Longest a request may wait for a free connection of the module's pool; then 503. Default `3000`. */
+  acquireTimeoutMs = 3_000;
+  /**
+   * Connections in the module's own pool, opened from the DataSource's connection options (same
+   * server and credentials) so its timeouts never touch the host's connections. Default `10`.
+   */
+  poolSize = 10;
   /**
    * At start the module checks that its tables and latest migration are in the database and refuses
    * to start otherwise. `true` runs its pending migrations instead (under an advisory lock, so many
@@ -150,6 +175,10 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
     'throttleLimit',
     'throttleTtlSeconds',
     'bodyLimitBytes',
+    'statementTimeoutMs',
+    'lockTimeoutMs',
+    'acquireTimeoutMs',
+    'poolSize',
   ] as const) {
     positiveInt(key, options[key]);
   }
@@ -190,6 +219,9 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   }
   if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(options.defaultPurpose)) {
     problems.push('defaultPurpose must match ^[a-z][a-z0-9_.-]{0,63}$');
+  }
+  if (options.throttleStoreFailure !== 'closed' && options.throttleStoreFailure !== 'open') {
+    problems.push(`throttleStoreFailure must be 'closed' or 'open'`);
   }
   if (typeof options.migrationsRun !== 'boolean') problems.push('migrationsRun must be a boolean');
   problems.push(...channelProblems(options));

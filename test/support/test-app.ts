@@ -50,14 +50,18 @@ export function testDatabaseUrl(): string {
 }
 
 /**
- * Boots the example app on the run's test database with a capturing provider. Defaults suit most
+ * Boots the example app on the run's test database (or `where.databaseUrl`) with a capturing
+ * provider. Defaults suit most
  * tests: HMAC hashing (fast), throttling high enough not to interfere.
  */
-export async function startTestApp(otp: OtpModuleOptionsInput = {}): Promise<TestApp> {
+export async function startTestApp(
+  otp: OtpModuleOptionsInput = {},
+  where: { databaseUrl?: string } = {},
+): Promise<TestApp> {
   const provider = new CapturingProvider();
   const app = await createExampleApp(
     {
-      databaseUrl: testDatabaseUrl(),
+      databaseUrl: where.databaseUrl ?? testDatabaseUrl(),
       otp: {
         hasher: 'hmac',
         hmacSecret: TEST_SECRET,

@@ -1,5 +1,9 @@
-/** Postgres error classes that mean "the database cannot serve us now", not "bad input". */
-const UNAVAILABLE_SQLSTATE = /^(08|53|57P)/;
+/**
+ * Postgres error classes that mean "the database cannot serve us now", not "bad input": connection
+ * (08), resources (53), shutdown (57P), and the module's own bounds: statement_timeout (57014) and
+ * lock_timeout (55P03).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P|57014$|55P03$)/;
 const UNAVAILABLE_ERRNO = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

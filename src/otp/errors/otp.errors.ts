@@ -19,7 +19,7 @@ export class OtpError extends HttpException {
   }
 }
 
-/** An error that tells the client when to come back (every 429). */
+/** An error that tells the client when to come back (every 429, and a 503 from a fault). */
 export class OtpRetryableError extends OtpError {
   constructor(
     code: string,
@@ -150,12 +150,17 @@ export class DeliveryFailedError extends OtpError {
   }
 }
 
-export class ServiceUnavailableError extends OtpError {
-  constructor(options?: { cause?: unknown }) {
+/** Seconds a client is asked to wait after a 503: the bounds that caused it are a few seconds. */
+export const SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = 5;
+
+export class ServiceUnavailableError extends OtpRetryableError {
+  constructor(options?: { cause?: unknown; retryAfter?: number }) {
     super(
-      HttpStatus.SERVICE_UNAVAILABLE,
       'SERVICE_UNAVAILABLE',
       'The service is temporarily unavailable. Try again shortly.',
+      options?.retryAfter ?? SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS,
+      {},
+      HttpStatus.SERVICE_UNAVAILABLE,
     );
     if (options?.cause !== undefined) this.cause = options.cause;
   }

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
-import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
+import { OTP_OPTIONS } from '../otp.constants.js';
+import { OtpConnection } from './otp-connection.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
 import type { CapMarks, SendHistory } from '../policy/send-policy.js';
@@ -373,12 +374,14 @@ export interface ReservedAttempt {
 export class OtpRequestRepository {
   /** The history reads' parameters, fixed by the options. */
   private readonly historyParams: Readonly<Record<HistoryParam, number>>;
+  private readonly dataSource: DataSource;
 
   constructor(
-    @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
+    connection: OtpConnection,
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
   ) {
     // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
+    this.dataSource = connection.dataSource;
     const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
     const hourly = marks(options.maxSendsPerHour);
     const daily = marks(options.maxSendsPerDay);

@@ -5,8 +5,8 @@ import {
   type OnApplicationBootstrap,
   type OnModuleDestroy,
 } from '@nestjs/common';
-import type { DataSource } from 'typeorm';
-import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
+import { OTP_OPTIONS } from '../otp.constants.js';
+import { OtpConnection } from '../persistence/otp-connection.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
 import { purgeOtpRequests, type PurgeResult } from './otp-retention.js';
@@ -27,7 +27,7 @@ export class OtpRetentionService implements OnApplicationBootstrap, OnModuleDest
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
-    @Inject(OTP_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly connection: OtpConnection,
   ) {
     // The history read looks back a day plus a code's lifetime (a code sent just inside the day
     // can be exhausted after it), so nothing younger than that may go.
@@ -40,7 +40,7 @@ export class OtpRetentionService implements OnApplicationBootstrap, OnModuleDest
 
   /** What `OtpService.purge()` runs: `purgeOtpRequests()` with the module's retention. */
   purge(): Promise<PurgeResult> {
-    return purgeOtpRequests(this.dataSource, { olderThanSeconds: this.retentionSeconds });
+    return purgeOtpRequests(this.connection.dataSource, { olderThanSeconds: this.retentionSeconds });
   }
 
   onApplicationBootstrap(): void {
