@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import type { Logger } from '@nestjs/common';
 import {
   ConsoleOtpProvider,
   type OtpModuleOptions,
   resolveOtpOptions,
   WebhookOtpProvider,
 } from '../src/index.js';
-import { readExampleConfig } from './example.config.js';
+import { createThrottleRedis, readExampleConfig } from './example.config.js';
 
 const SECRET_32 = 's'.repeat(32);
 
@@ -157,6 +158,10 @@ describe('readExampleConfig', () => {
           purpose: 'login',
           code: '123456',
           text: 'Your verification code is 123456.',
+          subject: '123456 is your verification code',
+          html: '<p>123456</p>',
+          speech: ['1, 2, 3, 4, 5, 6.'],
+          appName: 'Your',
           expiresAt: new Date(0),
         },
         new AbortController().signal,
@@ -231,6 +236,52 @@ describe('readExampleConfig', () => {
 
     it('is left to the default when empty', () => {
       expect(readExampleConfig({ OTP_DEFAULT_REGION: '' }).otp.defaultRegion).toBeUndefined();
+    });
+  });
+
+  describe('OTP_THROTTLE_STORE_FAILURE', () => {
+    it.each(['closed', 'open'] as const)('reads %j into throttleStoreFailure', (value) => {
+      const { otp } = readExampleConfig({ OTP_THROTTLE_STORE_FAILURE: value });
+      expect(otp.throttleStoreFailure).toBe(value);
+      expect(resolveOtpOptions(otp).throttleStoreFailure).toBe(value);
+    });
+
+    it("is left to the module's default ('closed') when unset or empty", () => {
+      for (const env of [{}, { OTP_THROTTLE_STORE_FAILURE: '' }]) {
+        const { otp } = readExampleConfig(env);
+        expect(otp.throttleStoreFailure).toBeUndefined();
+        expect(resolveOtpOptions(otp).throttleStoreFailure).toBe('closed');
+      }
+    });
+
+    it.each(['Closed', 'OPEN', 'fail-open', 'true', ' open'])(
+      'refuses %j, naming OTP_THROTTLE_STORE_FAILURE',
+      (value) => {
+        expect(() => readExampleConfig({ OTP_THROTTLE_STORE_FAILURE: value })).toThrow(
+          'OTP_THROTTLE_STORE_FAILURE',
+        );
+      },
+    );
+  });
+
+  describe('createThrottleRedis (the client REDIS_URL gets)', () => {
+    it('fails fast while Redis is down and logs its errors at most once a minute', () => {
+      const warn = jest.fn();
+      // A closed loopback port: the connection is refused at once.
+      const redis = createThrottleRedis('redis://127.0.0.1:1', { warn } as unknown as Logger);
+      try {
+        expect(redis.options).toMatchObject({
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: 1000,
+          commandTimeout: 500,
+        });
+        for (let i = 0; i < 5; i += 1) redis.emit('error', new Error('connect ECONNREFUSED'));
+        expect(warn).toHaveBeenCalledTimes(1);
+        expect(String(warn.mock.calls[0]?.[0])).toContain('127.0.0.1:1');
+      } finally {
+        redis.disconnect();
+      }
     });
   });
 });

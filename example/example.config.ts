@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import type { CountryCode } from 'libphonenumber-js';
 import {
@@ -31,6 +32,41 @@ function seconds(env: Env, name: string): number[] | undefined {
     throw new Error(`${name} must be a comma list of whole seconds, got "${raw}".`);
   }
   return list.map(Number);
+}
+
+/**
+ * The throttle storage's Redis client: fails fast while Redis is down (no offline queue, bounded
+ * connect and command times; `RedisThrottlerStorage.clientOptions`) and keeps reconnecting in the
+ * background. Its `error` events (one per reconnect attempt while Redis is down) are logged at
+ * most once a minute, instead of ioredis's "Unhandled error event" on each.
+ */
+export function createThrottleRedis(url: string, logger = new Logger('Redis')): Redis {
+  const redis = new Redis(url, RedisThrottlerStorage.clientOptions);
+  const where = `${redis.options.host ?? '?'}:${redis.options.port ?? '?'}`;
+  let lastLoggedAt = -Infinity;
+  let unlogged = 0;
+  redis.on('error', (error: Error) => {
+    unlogged += 1;
+    const now = Date.now();
+    if (now - lastLoggedAt < 60_000) return;
+    const more = unlogged > 1 ? ` (and ${unlogged - 1} errors since the last)` : '';
+    logger.warn(
+      `Redis at ${where}: ${error.message}${more}; reconnecting in the background. ` +
+        'At most one such warning a minute.',
+    );
+    lastLoggedAt = now;
+    unlogged = 0;
+  });
+  return redis;
+}
+
+function storeFailure(env: Env): 'closed' | 'open' | undefined {
+  const raw = env.OTP_THROTTLE_STORE_FAILURE;
+  if (raw === undefined || raw === '') return undefined;
+  if (raw !== 'closed' && raw !== 'open') {
+    throw new Error(`OTP_THROTTLE_STORE_FAILURE must be "closed" or "open", got "${raw}".`);
+  }
+  return raw;
 }
 
 /** Reads and checks the environment; throws a message that names the variable to fix. */
@@ -71,9 +107,10 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
       defaultRegion: (env.OTP_DEFAULT_REGION as CountryCode | undefined) || undefined,
       throttleLimit: integer(env, 'OTP_THROTTLE_LIMIT'),
       throttleTtlSeconds: integer(env, 'OTP_THROTTLE_TTL_SECONDS'),
+      throttleStoreFailure: storeFailure(env),
       // One Redis shared by every instance makes the per-IP limit hold across them.
       throttleStorage: env.REDIS_URL
-        ? new RedisThrottlerStorage(new Redis(env.REDIS_URL))
+        ? new RedisThrottlerStorage(createThrottleRedis(env.REDIS_URL))
         : undefined,
     },
   };

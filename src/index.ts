@@ -8,6 +8,7 @@ export {
   OtpModuleOptions,
   resolveOtpOptions,
   type OtpModuleOptionsInput,
+  type RefusableNumberType,
 } from './otp/otp.options.js';
 export {
   OTP_HASHER,
@@ -33,6 +34,7 @@ export { OtpThrottlerGuard } from './otp/throttler/otp-throttler.guard.js';
 export {
   RedisThrottlerStorage,
   type RedisEvalClient,
+  type RedisThrottlerStorageOptions,
 } from './otp/throttler/redis-throttler.storage.js';
 export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
 export { SendOtpDto, SendOtpInputDto } from './otp/dto/send-otp.dto.js';
@@ -40,8 +42,30 @@ export { VerifyOtpDto } from './otp/dto/verify-otp.dto.js';
 export * from './otp/errors/otp.errors.js';
 export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';
 export { ConsoleOtpProvider } from './otp/delivery/console.provider.js';
-export { WebhookOtpProvider } from './otp/delivery/webhook.provider.js';
-export { formatOtpMessage } from './otp/delivery/otp-message.js';
+export {
+  WebhookOtpProvider,
+  type WebhookOtpProviderOptions,
+} from './otp/delivery/webhook.provider.js';
+export {
+  SmtpOtpProvider,
+  type SmtpMail,
+  type SmtpOtpProviderOptions,
+  type SmtpTransport,
+} from './otp/delivery/smtp.provider.js';
+export {
+  OTP_WEBHOOK_SIGNATURE_HEADER,
+  checkOtpWebhookSignature,
+  signOtpWebhookPayload,
+  verifyOtpWebhookSignature,
+  type OtpWebhookSignatureCheck,
+} from './otp/delivery/webhook-signature.js';
+export {
+  ENGLISH_MESSAGES,
+  composeOtpMessage,
+  formatOtpMessage,
+  type OtpLocaleMessages,
+  type OtpMessageTemplates,
+} from './otp/delivery/otp-message.js';
 export type { CodeHasher } from './otp/crypto/code-hasher.js';
 export { BcryptCodeHasher, HmacCodeHasher } from './otp/crypto/code-hasher.js';
 export { OtpRequest } from './otp/persistence/otp-request.entity.js';

@@ -1,12 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RedisThrottlerStorage } from '../src/index.js';
+import { describeWithRedis } from './support/services.js';
 import { startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 
-describe('per-IP throttling across instances (Redis storage)', () => {
+// Needs the Redis at REDIS_URL; reported skipped, with the reason, when none answers there.
+describeWithRedis('per-IP throttling across instances (Redis storage)', () => {
   const prefix = `nest-otp-test:${randomUUID()}:`;
   let apps: TestApp[];
   const clients: Redis[] = [];
@@ -20,7 +22,7 @@ describe('per-IP throttling across instances (Redis storage)', () => {
           throttleTtlSeconds: 60,
           throttleStorage: new RedisThrottlerStorage(
             clients[clients.push(new Redis(REDIS_URL)) - 1]!,
-            prefix,
+            { keyPrefix: prefix },
           ),
         }),
       ),

@@ -16,6 +16,7 @@ import { SendOtpDto } from './dto/send-otp.dto.js';
 import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
+import { pickLocale } from './http/accept-language.js';
 import {
   OtpService,
   type OtpRequestView,
@@ -53,8 +54,10 @@ export class OtpController {
   send(
     @OtpBody(SendOtpDto) body: SendBody,
     @Headers('idempotency-key') idempotencyKey?: string,
+    @Headers('accept-language') acceptLanguage?: string,
   ): Promise<SendOtpResult> {
-    return this.otp.send({ ...body, idempotencyKey });
+    const locale = pickLocale(acceptLanguage, this.otp.locales);
+    return this.otp.send({ ...body, idempotencyKey, locale });
   }
 
   @Post('verify')

@@ -113,7 +113,8 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     },
     {
       provide: OtpConnection,
-      useFactory: (host: DataSource, options: OtpModuleOptions) => OtpConnection.open(host, options),
+      useFactory: (host: DataSource, options: OtpModuleOptions) =>
+        OtpConnection.open(host, options),
       inject: [OTP_DATA_SOURCE, OTP_OPTIONS],
     },
     OtpRequestRepository,

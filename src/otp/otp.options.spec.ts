@@ -114,6 +114,14 @@ describe('resolveOtpOptions', () => {
     ['bodyLimitBytes', { bodyLimitBytes: 0 }],
     ['channels', { channels: ['fax' as 'sms'] }],
     ['migrationsRun', { migrationsRun: 'yes' as unknown as boolean }],
+    ['messages.fr.sms', { messages: { fr: { sms: 'Votre code' } } }],
+    ['messages.en.voice', { messages: { en: { voice: [] } } }],
+    ['webOtpDomain', { webOtpDomain: 'https://acme.test' }],
+    ['webOtpDomain', { webOtpDomain: 'acme.test/login' }],
+    ['refusedNumberTypes', { refusedNumberTypes: ['PREMIUM' as 'PREMIUM_RATE'] }],
+    ['throttleStoreFailure', { throttleStoreFailure: 'maybe' as 'open' }],
+    ['statementTimeoutMs', { statementTimeoutMs: 0 }],
+    ['poolSize', { poolSize: 0 }],
   ])('refuses an invalid %s (%o), naming it', (name, input) => {
     expect(() => resolveOtpOptions(input)).toThrow(name);
   });

@@ -1,8 +1,31 @@
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
+import {
+  isSupportedCountry,
+  type CountryCode,
+  type NumberType as PhoneNumberType,
+} from 'libphonenumber-js';
 import type { DataSource } from 'typeorm';
 import type { OtpProvider } from './delivery/otp-provider.interface.js';
+import { templateProblems, type OtpLocaleMessages } from './delivery/otp-message.js';
+import { DEFAULT_REFUSED_NUMBER_TYPES } from './destination/destination.js';
 import { OTP_CHANNELS, type OtpChannel } from './otp.types.js';
+
+/** A libphonenumber-js number type, or `'UNKNOWN'` for a number whose type it cannot tell. */
+export type RefusableNumberType = NonNullable<PhoneNumberType> | 'UNKNOWN';
+const NUMBER_TYPES: readonly RefusableNumberType[] = [
+  'PREMIUM_RATE',
+  'TOLL_FREE',
+  'SHARED_COST',
+  'VOIP',
+  'PERSONAL_NUMBER',
+  'PAGER',
+  'UAN',
+  'VOICEMAIL',
+  'FIXED_LINE',
+  'MOBILE',
+  'FIXED_LINE_OR_MOBILE',
+  'UNKNOWN',
+];
 
 /**
  * Every option of the module, with its default, in one place. Hosts pass a partial object to
@@ -74,9 +97,28 @@ export class OtpModuleOptions {
   /** Milliseconds one delivery attempt may take before it counts as failed. Default `5000`. */
   deliveryTimeoutMs = 5_000;
   /**
-   * First word(s) of every message: "<appName> verification code is 123456. …". Default `'Your'`.
+   * The app's name in every message ("Acme verification code."). Default `'Your'` ("Your
+   * verification code.").
    */
   appName = 'Your';
+  /**
+   * Message texts by locale, over the built-in English (`ENGLISH_MESSAGES`): any of `sms`,
+   * `emailSubject`, `emailText`, `emailHtml`, `voice`, and per-purpose overrides under `purposes`.
+   * A send's locale comes from `OtpService.send({ locale })` or the route's `Accept-Language`.
+   * Every template must show `{code}` (checked at start). Default `{}`.
+   */
+  messages: Record<string, OtpLocaleMessages> = {};
+  /**
+   * Adds `@<domain> #<code>` as the SMS's last line, so Chrome's WebOTP API and iOS/Android
+   * auto-fill offer the code on that site. A bare host name, e.g. `'acme.test'`. Default: none.
+   */
+  webOtpDomain?: string = undefined;
+  /**
+   * Phone number types (libphonenumber-js) refused with 400 `OTP_DESTINATION_NOT_ALLOWED`, and
+   * `'UNKNOWN'` for numbers of no known type: costly numbers are how SMS pumping bills you.
+   * Default `['PREMIUM_RATE', 'SHARED_COST', 'UAN', 'PAGER', 'VOICEMAIL', 'UNKNOWN']`.
+   */
+  refusedNumberTypes: RefusableNumberType[] = [...DEFAULT_REFUSED_NUMBER_TYPES];
   /**
    * Largest request body the OTP routes accept, in bytes; a larger one is a 413
    * `PAYLOAD_TOO_LARGE`. Enforced on these routes only; the host's parsers are left as they are.
@@ -225,6 +267,25 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   }
   if (typeof options.migrationsRun !== 'boolean') problems.push('migrationsRun must be a boolean');
   problems.push(...channelProblems(options));
+  if (typeof options.messages !== 'object' || options.messages === null) {
+    problems.push('messages must be an object of locales');
+  } else {
+    problems.push(...templateProblems(options.messages));
+  }
+  if (
+    options.webOtpDomain !== undefined &&
+    !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(
+      options.webOtpDomain,
+    )
+  ) {
+    problems.push(`webOtpDomain must be a bare host name such as 'acme.test'`);
+  }
+  if (
+    !Array.isArray(options.refusedNumberTypes) ||
+    options.refusedNumberTypes.some((t) => !NUMBER_TYPES.includes(t))
+  ) {
+    problems.push(`refusedNumberTypes must be a list of ${NUMBER_TYPES.join(', ')}`);
+  }
   if (problems.length > 0) {
     throw new Error(`Invalid OtpModule options: ${problems.join('; ')}.`);
   }

@@ -35,11 +35,13 @@ import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-requ
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
 import type { PurgeResult } from './retention/otp-retention.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
+import { fallbackChannelFor } from './policy/fallback-channel.js';
 import {
   evaluateSend,
   nextSendAt,
   secondsUntil,
   withSend,
+  type SendHistory,
   type SendPolicy,
 } from './policy/send-policy.js';
 
@@ -49,6 +51,8 @@ export interface SendOtpInput {
   purpose?: string;
   /** Replays the first answer for a repeated request instead of sending again. */
   idempotencyKey?: string;
+  /** Locale of the message (a key of the `messages` option); English when none fits. */
+  locale?: string;
 }
 
 export interface SendOtpResult {
@@ -61,6 +65,11 @@ export interface SendOtpResult {
   codeLength: number;
   attemptsAllowed: number;
   resendAvailableAt: Date;
+  /**
+   * The channel a UI may offer next ("call me instead"), once two sends of the flow went out on
+   * this one; absent before that, and when the chain has no next channel.
+   */
+  fallbackChannel?: OtpChannel;
 }
 
 export interface VerifyOtpInput {
@@ -163,13 +172,39 @@ export class OtpService {
       purpose,
       code,
       expiresAt: row.expiresAt,
+      locale: input.locale,
     });
     if (!carriedBy) {
       await this.requests.markFailed(id);
       throw new DeliveryFailedError();
     }
     await this.requests.markDelivered(id, carriedBy);
-    return this.sendResult({ ...row, channel: carriedBy });
+    const fallbackChannel = fallbackChannelFor(
+      [
+        ...outcome.history.entries,
+        {
+          purpose,
+          channel: carriedBy,
+          createdAt: row.createdAt,
+          deliveryStatus: 'sent',
+          verifiedAt: null,
+          exhaustedAt: null,
+        },
+      ],
+      purpose,
+      carriedBy,
+      this.options.channelFallback,
+      this.options.channels,
+    );
+    return {
+      ...this.sendResult({ ...row, channel: carriedBy }),
+      ...(fallbackChannel ? { fallbackChannel } : {}),
+    };
+  }
+
+  /** The locales messages can be written in: English and those of the `messages` option. */
+  get locales(): string[] {
+    return [...new Set(['en', ...Object.keys(this.options.messages)])];
   }
 
   /**
@@ -261,7 +296,7 @@ export class OtpService {
     codeHash: string;
     idempotencyKey: string | null;
     fingerprint: string | null;
-  }): Promise<{ replay: OtpRequest } | { created: NewOtpRequest }> {
+  }): Promise<{ replay: OtpRequest } | { created: NewOtpRequest; history: SendHistory }> {
     for (let round = 1; ; round++) {
       const { now, version, history, idempotent } = await this.requests.loadHistory(
         send.destination,
@@ -301,7 +336,7 @@ export class OtpService {
         idempotencyKey: send.idempotencyKey,
         requestFingerprint: send.fingerprint,
       };
-      if (await this.requests.insertIfUnchanged(row, version)) return { created: row };
+      if (await this.requests.insertIfUnchanged(row, version)) return { created: row, history };
       if (round >= MAX_SEND_ROUNDS) throw new SendLimitedError('OTP_RESEND_COOLDOWN', 1);
     }
   }

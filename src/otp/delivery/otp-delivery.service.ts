@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { OTP_OPTIONS, OTP_PROVIDERS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { OtpChannel } from '../otp.types.js';
-import { formatOtpMessage } from './otp-message.js';
+import { composeOtpMessage } from './otp-message.js';
 import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
 
 export interface DeliveryRequest {
@@ -12,6 +12,8 @@ export interface DeliveryRequest {
   purpose: string;
   code: string;
   expiresAt: Date;
+  /** The locale of the texts; English when none or unknown. */
+  locale?: string;
 }
 
 /**
@@ -35,11 +37,16 @@ export class OtpDeliveryService {
         const message: OtpMessage = {
           ...request,
           channel,
-          text: formatOtpMessage({
+          appName: this.options.appName,
+          ...composeOtpMessage({
             appName: this.options.appName,
             code: request.code,
             channel,
             ttlSeconds: this.options.ttlSeconds,
+            purpose: request.purpose,
+            locale: request.locale,
+            messages: this.options.messages,
+            webOtpDomain: this.options.webOtpDomain,
           }),
         };
         if (await this.attempt(provider, message)) return channel;

@@ -8,8 +8,18 @@ export interface OtpMessage {
   destination: string;
   purpose: string;
   code: string;
-  /** The text to send or speak, code included. */
+  /** The plain text: an SMS's body, an email's text part, a voice call's script written out. */
   text: string;
+  /** Email: the subject line, code first. */
+  subject: string;
+  /** Email: a small HTML part, code large and first (every interpolated text HTML-escaped). */
+  html: string;
+  /** Voice: what to say, phrase by phrase, a pause between them (the digits one by one, twice). */
+  speech: string[];
+  /** The app name the texts use, e.g. for an email's sender name. */
+  appName: string;
+  /** The locale the texts are in when not English (e.g. a voice's language). */
+  locale?: string;
   expiresAt: Date;
 }
 

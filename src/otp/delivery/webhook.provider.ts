@@ -1,17 +1,44 @@
 import type { OtpChannel } from '../otp.types.js';
 import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
+import {
+  assertOtpWebhookSecret,
+  OTP_WEBHOOK_SIGNATURE_HEADER,
+  signOtpWebhookPayload,
+} from './webhook-signature.js';
+
+export interface WebhookOtpProviderOptions {
+  /**
+   * Signs each POST with an `X-OTP-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+   * header (the Stripe/Svix scheme), checked by the receiver with `verifyOtpWebhookSignature`.
+   * At least 32 bytes; the example app reads it from `OTP_WEBHOOK_SECRET`.
+   * @default undefined (unsigned)
+   */
+  secret?: string;
+}
 
 /**
  * POSTs each message as JSON to a URL you own (the contract's `webhook` provider). A non-2xx
- * answer, or none before the delivery timeout, is a failed delivery.
+ * answer, or none before the delivery timeout, is a failed delivery. With a `secret`, each body is
+ * signed, so the receiver can refuse forged, altered and replayed messages.
  */
 export class WebhookOtpProvider implements OtpProvider {
   readonly name = 'webhook';
+  private readonly secret: string | undefined;
 
-  constructor(private readonly url: string) {
+  constructor(
+    private readonly url: string,
+    options: WebhookOtpProviderOptions = {},
+  ) {
     if (!/^https?:\/\//.test(url)) {
       throw new Error('WebhookOtpProvider needs an http(s) URL (set OTP_WEBHOOK_URL).');
     }
+    if (options.secret !== undefined) {
+      assertOtpWebhookSecret(
+        options.secret,
+        'WebhookOtpProvider option `secret` (OTP_WEBHOOK_SECRET)',
+      );
+    }
+    this.secret = options.secret;
   }
 
   supports(_channel: OtpChannel): boolean {
@@ -19,10 +46,9 @@ export class WebhookOtpProvider implements OtpProvider {
   }
 
   async deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
-    const response = await fetch(this.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
+    // Encoded once: the signature covers exactly the bytes that go on the wire.
+    const body = Buffer.from(
+      JSON.stringify({
         requestId: message.requestId,
         channel: message.channel,
         destination: message.destination,
@@ -31,6 +57,16 @@ export class WebhookOtpProvider implements OtpProvider {
         message: message.text,
         expiresAt: message.expiresAt.toISOString(),
       }),
+      'utf8',
+    );
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (this.secret !== undefined) {
+      headers[OTP_WEBHOOK_SIGNATURE_HEADER] = signOtpWebhookPayload(body, this.secret);
+    }
+    const response = await fetch(this.url, {
+      method: 'POST',
+      headers,
+      body,
       signal,
       redirect: 'error',
     });

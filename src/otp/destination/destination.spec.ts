@@ -166,8 +166,24 @@ describe('normalizeDestination', () => {
       ['US premium rate, national', '(900) 555-1234'],
       ['GB premium rate (+44 909)', '+44 909 879 0942'],
       ['GB premium rate (+44 871)', '+44 871 234 5678'],
+      ['AU shared cost (+61 1300)', '+61 1300 123 456'],
+      ['GB UAN (+44 55)', '+44 55 1234 5678'],
+      ['FR UAN (+33 806)', '+33 8 06 12 34 56'],
+      ['GB pager (+44 7640)', '+44 7640 123456'],
     ])('refuses a %s number as not allowed', (_name, raw) => {
       expect(() => normalizeDestination(raw, US)).toThrow(DestinationNotAllowedError);
+    });
+
+    it('takes the refused types from the rules: an empty list lets a pager through', () => {
+      expect(normalizeDestination('+44 7640 123456', { ...US, refusedNumberTypes: [] })).toEqual({
+        kind: 'phone',
+        value: '+447640123456',
+      });
+      // And a type the defaults allow can be refused: toll-free here.
+      expect(() =>
+        normalizeDestination('+44 800 123 4567', { ...US, refusedNumberTypes: ['TOLL_FREE'] }),
+      ).toThrow(DestinationNotAllowedError);
+      expect(normalizeDestination('+44 800 123 4567', US).value).toBe('+448001234567');
     });
   });
 });

@@ -13,7 +13,19 @@ export interface Destination {
 export interface DestinationRules {
   defaultRegion: CountryCode;
   allowedCountries?: readonly CountryCode[];
+  /** Number types refused, `'UNKNOWN'` for a number of no known type. Default: the costly ones. */
+  refusedNumberTypes?: readonly string[];
 }
+
+/** Costly or unreachable number types: the ones SMS pumping uses to bill you. */
+export const DEFAULT_REFUSED_NUMBER_TYPES = [
+  'PREMIUM_RATE',
+  'SHARED_COST',
+  'UAN',
+  'PAGER',
+  'VOICEMAIL',
+  'UNKNOWN',
+] as const;
 
 const MAX_EMAIL_LENGTH = 254;
 // Control characters and invisible format characters (RTL/LTR marks, zero-width joiners...):
@@ -25,7 +37,8 @@ const PHONE_CHARACTERS = /^\+?[0-9 ().-]{4,32}$/;
 /**
  * Normalizes and checks a destination: phones to E.164 (libphonenumber-js, national numbers in the
  * default region), emails trimmed and lowercased. Invalid input is a `VALIDATION_FAILED`; a valid
- * destination the policy refuses (country not allowed, premium rate) is `OTP_DESTINATION_NOT_ALLOWED`.
+ * destination the policy refuses (country not allowed, a refused number type such as premium rate)
+ * is `OTP_DESTINATION_NOT_ALLOWED`.
  */
 export function normalizeDestination(raw: string, rules: DestinationRules): Destination {
   if (INVISIBLE_OR_CONTROL.test(raw)) {
@@ -50,7 +63,8 @@ export function normalizeDestination(raw: string, rules: DestinationRules): Dest
   if (rules.allowedCountries && (!country || !rules.allowedCountries.includes(country))) {
     throw new DestinationNotAllowedError();
   }
-  if (phone.getType() === 'PREMIUM_RATE' || phone.getType() === 'SHARED_COST') {
+  const refused: readonly string[] = rules.refusedNumberTypes ?? DEFAULT_REFUSED_NUMBER_TYPES;
+  if (refused.includes(phone.getType() ?? 'UNKNOWN')) {
     throw new DestinationNotAllowedError();
   }
   return { kind: 'phone', value: phone.number };

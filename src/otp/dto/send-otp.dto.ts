@@ -31,4 +31,10 @@ export class SendOtpInputDto extends SendOtpDto {
     message: 'Idempotency-Key must be 1-255 printable ASCII characters',
   })
   idempotencyKey?: string;
+
+  /** Locale of the message's texts (a key of the `messages` option); English when unknown. */
+  @IsAbsentOr()
+  @IsString()
+  @Matches(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/, { message: 'locale must be a BCP 47 tag' })
+  locale?: string;
 }

@@ -15,9 +15,7 @@ export class OtpConnection implements OnApplicationShutdown {
 
   static async open(host: DataSource, options: OtpModuleOptions): Promise<OtpConnection> {
     if (host.options.type !== 'postgres') {
-      throw new Error(
-        `OtpModule needs a Postgres DataSource; this one is '${host.options.type}'.`,
-      );
+      throw new Error(`OtpModule needs a Postgres DataSource; this one is '${host.options.type}'.`);
     }
     const extra = (host.options.extra ?? {}) as Record<string, unknown>;
     const dataSource = new DataSource({

@@ -151,25 +151,26 @@ const SINCE = `since AS (SELECT statement_timestamp() - make_interval(secs => :l
  */
 const historyColumns = (destination: string, purpose: string): string => `
   COALESCE((SELECT json_agg(json_build_object(
-      'purpose', e.purpose, 'createdAt', e.created_at, 'deliveryStatus', e.delivery_status,
+      'purpose', e.purpose, 'channel', e.channel, 'createdAt', e.created_at,
+      'deliveryStatus', e.delivery_status,
       'verifiedAt', e.verified_at, 'exhaustedAt', e.exhausted_at))
     FROM (
-      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+      (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
            AND delivery_status <> 'failed' AND created_at > since.t
          ORDER BY created_at DESC LIMIT :cooldownRows)
       UNION
-      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+      (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND exhausted_at IS NOT NULL
            AND created_at > since.t
          ORDER BY exhausted_at DESC LIMIT :lockoutRows)
       UNION
-      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+      (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND verified_at IS NOT NULL
            AND created_at > since.t
          ORDER BY verified_at DESC LIMIT 1)
       UNION
-      (SELECT id, purpose, created_at, delivery_status, verified_at, exhausted_at
+      (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
            AND verified_at IS NOT NULL AND created_at > since.t
          ORDER BY verified_at DESC LIMIT 1)
@@ -577,6 +578,7 @@ export class OtpRequestRepository {
     return {
       entries: head.entries.map((h) => ({
         purpose: h.purpose,
+        channel: h.channel,
         createdAt: new Date(h.createdAt),
         deliveryStatus: h.deliveryStatus,
         verifiedAt: h.verifiedAt ? new Date(h.verifiedAt) : null,
@@ -598,6 +600,7 @@ interface HistoryColumns {
 /** json_agg / row_to_json hand timestamps back as strings. */
 interface JsonHistory {
   purpose: string;
+  channel: OtpChannel;
   createdAt: string;
   deliveryStatus: DeliveryStatus;
   verifiedAt: string | null;

@@ -1,5 +1,5 @@
 import type { SendLimitCode } from '../errors/otp.errors.js';
-import type { DeliveryStatus } from '../otp.types.js';
+import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
 
 /** The longest window any rule looks back over (daily cap, lockout): history older never matters. */
 export const POLICY_WINDOW_SECONDS = 86_400;
@@ -8,6 +8,8 @@ const HOUR_SECONDS = 3_600;
 /** One earlier send of a destination, as far as the send policy needs it. */
 export interface SendHistoryEntry {
   purpose: string;
+  /** The channel it went (or is going) out on. */
+  channel?: OtpChannel;
   createdAt: Date;
   deliveryStatus: DeliveryStatus;
   verifiedAt: Date | null;

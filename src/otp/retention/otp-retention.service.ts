@@ -40,7 +40,9 @@ export class OtpRetentionService implements OnApplicationBootstrap, OnModuleDest
 
   /** What `OtpService.purge()` runs: `purgeOtpRequests()` with the module's retention. */
   purge(): Promise<PurgeResult> {
-    return purgeOtpRequests(this.connection.dataSource, { olderThanSeconds: this.retentionSeconds });
+    return purgeOtpRequests(this.connection.dataSource, {
+      olderThanSeconds: this.retentionSeconds,
+    });
   }
 
   onApplicationBootstrap(): void {

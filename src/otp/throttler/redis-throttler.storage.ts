@@ -33,21 +33,68 @@ end
 return { hits, ttl, 0, 0 }
 `;
 
+/** Options of a `RedisThrottlerStorage`. */
+export interface RedisThrottlerStorageOptions {
+  /** Prefix of every key, so several apps can share one Redis. Default `'nest-otp:throttle:'`. */
+  keyPrefix?: string;
+  /**
+   * Longest a request waits for Redis, in ms; past it the call fails and `throttleStoreFailure`
+   * decides (503 or let through). Bounds even a client that queues commands forever. Default `500`.
+   */
+  timeoutMs?: number;
+}
+
 /**
  * A `ThrottlerStorage` in Redis, so the per-IP limit holds across app instances: pass one as
- * `throttleStorage`. Takes the host's own client (ioredis `new Redis(url)`), so connection,
- * TLS and timeouts stay the host's choice; the module never opens a connection of its own.
+ * `throttleStorage`. Takes the host's own client (ioredis), so connection, TLS and timeouts stay
+ * the host's choice; the module never opens a connection of its own. Every call is bounded by
+ * `timeoutMs`, so a Redis that is gone costs a request at most that long.
+ *
+ * Give the client {@link RedisThrottlerStorage.clientOptions} so it fails at once while Redis is
+ * down instead of queueing, and an `error` listener (without one, ioredis prints "Unhandled error
+ * event" on every reconnect attempt):
  *
  * ```ts
- * throttleStorage: new RedisThrottlerStorage(new Redis(process.env.REDIS_URL))
+ * const redis = new Redis(process.env.REDIS_URL, RedisThrottlerStorage.clientOptions);
+ * redis.on('error', (e) => logger.warn(`Redis: ${e.message}`)); // rate-limit it in production
+ * throttleStorage: new RedisThrottlerStorage(redis)
  * ```
  */
 export class RedisThrottlerStorage implements ThrottlerStorage {
+  /**
+   * The ioredis options a throttle client should have: no offline queue (a command while
+   * disconnected fails at once rather than waiting for a reconnect), one retry per command,
+   * bounded connect and command times. ioredis keeps reconnecting in the background, so the
+   * limit is back by itself when Redis is.
+   */
+  static readonly clientOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 1_000,
+    commandTimeout: 500,
+  } as const;
+
+  private readonly keyPrefix: string;
+  private readonly timeoutMs: number;
+
+  /**
+   * @param redis the host's client, e.g. ioredis's `Redis` or `Cluster`.
+   * @param options options, or (as before) just the key prefix.
+   */
   constructor(
     private readonly redis: RedisEvalClient,
-    /** Prefix of every key, so several apps can share one Redis. Default `'nest-otp:throttle:'`. */
-    private readonly keyPrefix = 'nest-otp:throttle:',
-  ) {}
+    options: RedisThrottlerStorageOptions | string = {},
+  ) {
+    const { keyPrefix = 'nest-otp:throttle:', timeoutMs = 500 } =
+      typeof options === 'string' ? { keyPrefix: options } : options;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new Error(
+        `RedisThrottlerStorage: timeoutMs must be a positive number, got ${timeoutMs}.`,
+      );
+    }
+    this.keyPrefix = keyPrefix;
+    this.timeoutMs = timeoutMs;
+  }
 
   async increment(
     key: string,
@@ -57,14 +104,16 @@ export class RedisThrottlerStorage implements ThrottlerStorage {
     throttlerName: string,
   ): Promise<ThrottlerStorageRecord> {
     const base = `${this.keyPrefix}${throttlerName}:${key}`;
-    const reply = (await this.redis.eval(
-      INCREMENT,
-      2,
-      `${base}:hits`,
-      `${base}:block`,
-      Math.max(1, Math.ceil(ttl)),
-      limit,
-      Math.max(1, Math.ceil(blockDuration)),
+    const reply = (await this.bounded(
+      this.redis.eval(
+        INCREMENT,
+        2,
+        `${base}:hits`,
+        `${base}:block`,
+        Math.max(1, Math.ceil(ttl)),
+        limit,
+        Math.max(1, Math.ceil(blockDuration)),
+      ),
     )) as [number, number, number, number];
     const [totalHits, msToExpire, blocked, msToBlockExpire] = reply.map(Number) as [
       number,
@@ -78,5 +127,25 @@ export class RedisThrottlerStorage implements ThrottlerStorage {
       isBlocked: blocked === 1,
       timeToBlockExpire: Math.ceil(msToBlockExpire / 1000),
     };
+  }
+
+  /** The call's own answer, or a rejection once `timeoutMs` has passed, whichever comes first. */
+  private bounded<T>(call: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`Redis did not answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      // A late answer or failure after the timeout is dropped, never an unhandled rejection.
+      call.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
   }
 }
