@@ -47,6 +47,10 @@ export {
   type WebhookOtpProviderOptions,
 } from './otp/delivery/webhook.provider.js';
 export {
+  TwilioOtpProvider,
+  type TwilioOtpProviderOptions,
+} from './otp/delivery/twilio.provider.js';
+export {
   SmtpOtpProvider,
   type SmtpMail,
   type SmtpOtpProviderOptions,
