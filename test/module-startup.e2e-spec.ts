@@ -245,6 +245,48 @@ class AccountController {
   }
 }
 
+describe('delivery providers at start and at shutdown', () => {
+  /** A provider with the optional lifecycle hooks, as SmtpOtpProvider and TwilioOtpProvider have. */
+  class LifecycleProvider extends InMemoryOtpProvider {
+    closed = 0;
+    constructor(private readonly missing?: string) {
+      super();
+    }
+    ready(): Promise<void> {
+      return this.missing
+        ? Promise.reject(new Error(`needs the optional peer dependency '${this.missing}'`))
+        : Promise.resolve();
+    }
+    close(): void {
+      this.closed += 1;
+    }
+  }
+
+  it('refuses to start when a provider is not ready, naming the provider and the package', async () => {
+    const provider = new LifecycleProvider('twilio');
+    const error = await rejection(
+      bootApp({
+        imports: [hostDatabase(), OtpModule.forRoot(otpOptions({ providers: [provider] }))],
+      }),
+    );
+    expect(String(error)).toMatch(/delivery provider cannot start.*in-memory: .*'twilio'/);
+  });
+
+  it('starts with ready providers and closes them once at shutdown', async () => {
+    const provider = new LifecycleProvider();
+    const app = await bootApp({
+      imports: [hostDatabase(), OtpModule.forRoot(otpOptions({ providers: [provider] }))],
+    });
+    const sent = await request(app.getHttpServer())
+      .post('/otp/send')
+      .send({ destination: uniqueEmail() });
+    expect(sent.status).toBe(202);
+    expect(provider.closed).toBe(0);
+    await app.close();
+    expect(provider.closed).toBe(1);
+  });
+});
+
 describe('OtpService used directly (controller: false)', () => {
   const provider = new InMemoryOtpProvider();
   let app: INestApplication;

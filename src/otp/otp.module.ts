@@ -11,6 +11,7 @@ import { DataSource } from 'typeorm';
 import { createCodeHasher } from './crypto/code-hasher.js';
 import { ConsoleOtpProvider } from './delivery/console.provider.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
+import { OtpProvidersLifecycle } from './delivery/otp-providers.lifecycle.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { OtpTokenGuard } from './guards/otp-token.guard.js';
 import { OtpBodyMiddleware } from './http/otp-body.middleware.js';
@@ -121,6 +122,7 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OtpSchemaCheck,
     OtpRetentionService,
     OtpDeliveryService,
+    OtpProvidersLifecycle,
     OtpService,
     OtpThrottlerGuard,
     OtpTokenGuard,

@@ -33,4 +33,11 @@ export interface OtpProvider {
   readonly name: string;
   supports(channel: OtpChannel): boolean;
   deliver(message: OtpMessage, signal: AbortSignal): Promise<void>;
+  /**
+   * Called once at start: rejects when the provider cannot work (its optional package is missing,
+   * say), which stops the app with that message instead of failing the first send.
+   */
+  ready?(): Promise<void>;
+  /** Called once at shutdown: closes what the provider opened (pooled connections). */
+  close?(): void | Promise<void>;
 }

@@ -97,6 +97,11 @@ export class TwilioOtpProvider implements OtpProvider {
     return channel === 'sms' || (channel === 'voice' && this.from !== undefined);
   }
 
+  /** Loads `twilio` now, so a missing package stops the app at start (`OtpModule` calls this). */
+  async ready(): Promise<void> {
+    await loadTwilio();
+  }
+
   async deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
     if (!this.supports(message.channel)) {
       throw new Error(`twilio does not carry ${message.channel} with this configuration`);
