@@ -12,7 +12,11 @@ export class OtpProvidersLifecycle implements OnModuleInit, OnApplicationShutdow
   constructor(@Inject(OTP_PROVIDERS) private readonly providers: OtpProvider[]) {}
 
   async onModuleInit(): Promise<void> {
-    const results = await Promise.allSettled(this.providers.map((p) => p.ready?.()));
+    const results = await Promise.allSettled(
+      this.providers.map(async (p) => {
+        await p.ready?.();
+      }),
+    );
     const problems = results.flatMap((result, i) =>
       result.status === 'rejected'
         ? [
@@ -28,6 +32,10 @@ export class OtpProvidersLifecycle implements OnModuleInit, OnApplicationShutdow
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await Promise.allSettled(this.providers.map((p) => p.close?.()));
+    await Promise.allSettled(
+      this.providers.map(async (p) => {
+        await p.close?.();
+      }),
+    );
   }
 }
