@@ -1,21 +1,29 @@
 import { CreateOtpRequests1795300000000 } from './1795300000000-CreateOtpRequests.js';
 import { AddOtpDestinations1795300000001 } from './1795300000001-AddOtpDestinations.js';
 import { AddPolicyIndexes1795300000002 } from './1795300000002-AddPolicyIndexes.js';
+import { AddDeliveredBy1795300000003 } from './1795300000003-AddDeliveredBy.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
 export const otpMigrations = [
   CreateOtpRequests1795300000000,
   AddOtpDestinations1795300000001,
   AddPolicyIndexes1795300000002,
+  AddDeliveredBy1795300000003,
 ];
 
 /**
- * Tables and indexes that exist once every migration above ran; the module checks them at start.
- * Add the newest migration's objects here with each new migration.
+ * Tables and indexes that exist once every migration above ran; the module checks them (and
+ * `OTP_SCHEMA_COLUMNS`) at start. Add the newest migration's objects here with each new migration.
  */
 export const OTP_SCHEMA_RELATIONS: readonly string[] = [
   'otp_requests',
   'otp_destinations',
   'otp_requests_destination_exhausted_at_idx',
   'otp_requests_destination_purpose_verified_at_idx',
+];
+
+/** Columns, as `table.column`, added by migrations that create no table or index. */
+export const OTP_SCHEMA_COLUMNS: readonly string[] = [
+  'otp_requests.delivered_by',
+  'otp_requests.delivered_to',
 ];

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { OtpService } from '../src/index.js';
 import {
   rowsFor,
   startTestApp,
@@ -133,5 +134,69 @@ describe('POST /otp/send: a provider that always fails', () => {
       ['failed', null],
       ['failed', null],
     ]);
+  });
+});
+
+describe('OtpService.send with fallbackEmail: SMS → voice → email in one send', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('records which provider carried each code', async () => {
+    const email = uniqueEmail();
+    expect((await t.http.post('/otp/send').send({ destination: email })).status).toBe(202);
+    const [row] = await rowsFor(email);
+    expect(row).toMatchObject({ channel: 'email', delivered_by: 'capture', delivered_to: null });
+  });
+
+  it('sends the same code to the account email when every phone channel fails, and it verifies for the phone', async () => {
+    t.provider.failing.add('sms');
+    t.provider.failing.add('voice');
+    try {
+      const phone = uniquePhone();
+      const account = `Account-${uniqueEmail()}`;
+      const result = await t.app
+        .get(OtpService)
+        .send({ destination: phone, fallbackEmail: account });
+      expect(result.channel).toBe('email');
+      expect(result.destination).toMatch(/^a•••@example\.com$/);
+      const message = t.provider.messages.at(-1);
+      expect(message).toMatchObject({ channel: 'email', destination: account.toLowerCase() });
+      const [row] = await rowsFor(phone);
+      expect(row).toMatchObject({
+        id: result.requestId,
+        channel: 'email',
+        delivered_by: 'capture',
+        delivered_to: account.toLowerCase(),
+      });
+      const verified = await t.http
+        .post('/otp/verify')
+        .send({ destination: phone, code: message?.code });
+      expect(verified.status).toBe(200);
+    } finally {
+      t.provider.failing.clear();
+    }
+  });
+
+  it('POST /otp/send: refuses fallbackEmail from the request body (anyone could redirect a code)', async () => {
+    const phone = uniquePhone();
+    const res = await t.http
+      .post('/otp/send')
+      .send({ destination: phone, fallbackEmail: uniqueEmail() });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('property fallbackEmail should not exist');
+    expect(await rowsFor(phone)).toHaveLength(0);
+  });
+
+  it('refuses a fallbackEmail that is not an email, before anything is stored', async () => {
+    const phone = uniquePhone();
+    await expect(
+      t.app.get(OtpService).send({ destination: phone, fallbackEmail: uniquePhone() }),
+    ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(await rowsFor(phone)).toHaveLength(0);
   });
 });

@@ -201,6 +201,20 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
     }
   };
 
+  const deliveryColumns = async (): Promise<string[]> => {
+    const ds = await new DataSource({ type: 'postgres', url }).initialize();
+    try {
+      const rows: { c: string }[] = await ds.query(
+        `SELECT column_name AS c FROM information_schema.columns
+          WHERE table_name = 'otp_requests' AND column_name LIKE 'delivered\\_%' AND column_name <> 'delivered_at'
+          ORDER BY 1`,
+      );
+      return rows.map((r) => r.c);
+    } finally {
+      await ds.destroy();
+    }
+  };
+
   it('creates the tables with the CLI, reverts each migration, and creates them again', async () => {
     const run = promisify(execFile);
     const typeorm = ['node_modules/typeorm/cli.js', '-d', 'build/ormconfig.js'];
@@ -209,10 +223,20 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
       run('node', [typeorm[0] as string, command, ...typeorm.slice(1)], { env });
     await cli('migration:run');
     expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
+    expect(await deliveryColumns()).toEqual(['delivered_by', 'delivered_to']);
+    await cli('migration:revert');
+    expect(await deliveryColumns()).toEqual([]);
     await cli('migration:revert');
     expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
     await cli('migration:revert');
     expect(await tables()).toEqual(['otp_requests']);
+    await cli('migration:revert');
+    expect(await tables()).toEqual([]);
+    await cli('migration:run');
+    expect(await deliveryColumns()).toEqual(['delivered_by', 'delivered_to']);
+    await cli('migration:revert');
+    await cli('migration:revert');
+    await cli('migration:revert');
     await cli('migration:revert');
     expect(await tables()).toEqual([]);
     await runOtpMigrations(url);

@@ -53,6 +53,11 @@ export interface SendOtpInput {
   idempotencyKey?: string;
   /** Locale of the message (a key of the `messages` option); English when none fits. */
   locale?: string;
+  /**
+   * The account's email, from your own records (never from the request body, or anyone could
+   * redirect a code): when every phone channel fails, the same code goes there by email.
+   */
+  fallbackEmail?: string;
 }
 
 export interface SendOtpResult {
@@ -141,6 +146,12 @@ export class OtpService {
     const channel = resolveChannel(destination, this.defaultChannel(destination, input.channel));
     if (!this.options.channels.includes(channel)) throw new ChannelNotAllowedError(channel);
     const purpose = this.checkPurpose(input.purpose);
+    const fallbackEmail = input.fallbackEmail
+      ? normalizeDestination(input.fallbackEmail, this.options)
+      : undefined;
+    if (fallbackEmail && fallbackEmail.kind !== 'email') {
+      throw new ValidationFailedError(['fallbackEmail must be an email address']);
+    }
     const idempotencyKey = input.idempotencyKey ?? null;
     const fingerprint = idempotencyKey
       ? createHash('sha256')
@@ -165,7 +176,7 @@ export class OtpService {
     if ('replay' in outcome) return this.sendResult(outcome.replay);
 
     const row = outcome.created;
-    const carriedBy = await this.delivery.deliver({
+    const delivery = await this.delivery.deliver({
       requestId: id,
       channel,
       destination: destination.value,
@@ -173,12 +184,14 @@ export class OtpService {
       code,
       expiresAt: row.expiresAt,
       locale: input.locale,
+      fallbackEmail: fallbackEmail?.value,
     });
-    if (!carriedBy) {
+    if (!delivery) {
       await this.requests.markFailed(id);
       throw new DeliveryFailedError();
     }
-    await this.requests.markDelivered(id, carriedBy);
+    await this.requests.markDelivered(id, delivery);
+    const carriedBy = delivery.channel;
     const fallbackChannel = fallbackChannelFor(
       [
         ...outcome.history.entries,
@@ -197,7 +210,7 @@ export class OtpService {
       this.options.channels,
     );
     return {
-      ...this.sendResult({ ...row, channel: carriedBy }),
+      ...this.sendResult({ ...row, channel: carriedBy, deliveredTo: delivery.deliveredTo }),
       ...(fallbackChannel ? { fallbackChannel } : {}),
     };
   }
@@ -360,11 +373,13 @@ export class OtpService {
       | 'codeLength'
       | 'maxAttempts'
       | 'resendAvailableAt'
-    >,
+    > &
+      Partial<Pick<OtpRequest, 'deliveredTo'>>,
   ): SendOtpResult {
     return {
       requestId: row.id,
-      destination: maskDestination(row.destination),
+      // Where the code went: the fallback email when the send fell back to it.
+      destination: maskDestination(row.deliveredTo ?? row.destination),
       channel: row.channel,
       purpose: row.purpose,
       expiresAt: row.expiresAt,

@@ -14,12 +14,25 @@ export interface DeliveryRequest {
   expiresAt: Date;
   /** The locale of the texts; English when none or unknown. */
   locale?: string;
+  /**
+   * The account's other contact (server-side only): when every phone channel fails, the same code
+   * goes by email to this address.
+   */
+  fallbackEmail?: string;
+}
+
+/** Who carried a code, over which channel, and where (when not to the destination). */
+export interface Delivery {
+  channel: OtpChannel;
+  provider: string;
+  /** The fallback email the code went to, or null when it went to the destination. */
+  deliveredTo: string | null;
 }
 
 /**
- * Carries a code: tries each provider that supports the channel, then the channel's fallbacks, each
- * attempt bounded by the delivery timeout. Resolves with the channel that carried it, or null when
- * every attempt failed.
+ * Carries a code: tries each provider that supports the channel, then the channel's fallbacks, then
+ * (for a phone, when the host gave one) the account's fallback email, each attempt bounded by the
+ * delivery timeout. Resolves with who carried it, or null when every attempt failed.
  */
 @Injectable()
 export class OtpDeliveryService {
@@ -30,12 +43,28 @@ export class OtpDeliveryService {
     @Inject(OTP_PROVIDERS) private readonly providers: OtpProvider[],
   ) {}
 
-  async deliver(request: DeliveryRequest): Promise<OtpChannel | null> {
-    const channels = [request.channel, ...(this.options.channelFallback[request.channel] ?? [])];
-    for (const channel of channels) {
+  async deliver(request: DeliveryRequest): Promise<Delivery | null> {
+    const chain = [request.channel, ...(this.options.channelFallback[request.channel] ?? [])];
+    const legs: { channel: OtpChannel; to: string | null }[] = chain
+      .filter((channel) => this.options.channels.includes(channel))
+      .map((channel) => ({ channel, to: null }));
+    // SMS → voice → email: the account's email, when the host gave one, after every phone channel.
+    if (
+      request.fallbackEmail &&
+      request.channel !== 'email' &&
+      this.options.channels.includes('email')
+    ) {
+      legs.push({ channel: 'email', to: request.fallbackEmail });
+    }
+    for (const { channel, to } of legs) {
       for (const provider of this.providers.filter((p) => p.supports(channel))) {
         const message: OtpMessage = {
-          ...request,
+          requestId: request.requestId,
+          purpose: request.purpose,
+          code: request.code,
+          expiresAt: request.expiresAt,
+          locale: request.locale,
+          destination: to ?? request.destination,
           channel,
           appName: this.options.appName,
           ...composeOtpMessage({
@@ -49,7 +78,9 @@ export class OtpDeliveryService {
             webOtpDomain: this.options.webOtpDomain,
           }),
         };
-        if (await this.attempt(provider, message)) return channel;
+        if (await this.attempt(provider, message)) {
+          return { channel, provider: provider.name, deliveredTo: to };
+        }
       }
     }
     return null;

@@ -32,6 +32,12 @@ export class SendOtpInputDto extends SendOtpDto {
   })
   idempotencyKey?: string;
 
+  /** The account's email to fall back to after every phone channel (server-side only). */
+  @IsAbsentOr()
+  @IsString()
+  @MaxLength(254)
+  fallbackEmail?: string;
+
   /** Locale of the message's texts (a key of the `messages` option); English when unknown. */
   @IsAbsentOr()
   @IsString()

@@ -52,6 +52,14 @@ export class OtpRequest {
   @Column('timestamptz', { name: 'delivered_at', nullable: true })
   deliveredAt!: Date | null;
 
+  /** The provider that carried the code (its `name`). */
+  @Column('varchar', { name: 'delivered_by', length: 64, nullable: true })
+  deliveredBy!: string | null;
+
+  /** Where the code went when not to the destination: the account's fallback email. */
+  @Column('varchar', { name: 'delivered_to', length: 254, nullable: true })
+  deliveredTo!: string | null;
+
   @Column('timestamptz', { name: 'verified_at', nullable: true })
   verifiedAt!: Date | null;
 

@@ -23,6 +23,8 @@ interface OtpRequestRow {
   resend_available_at: Date;
   delivery_status: DeliveryStatus;
   delivered_at: Date | null;
+  delivered_by: string | null;
+  delivered_to: string | null;
   verified_at: Date | null;
   exhausted_at: Date | null;
   superseded_at: Date | null;
@@ -47,6 +49,8 @@ const toEntity = (r: OtpRequestRow): OtpRequest => ({
   resendAvailableAt: r.resend_available_at,
   deliveryStatus: r.delivery_status,
   deliveredAt: r.delivered_at,
+  deliveredBy: r.delivered_by ?? null,
+  deliveredTo: r.delivered_to ?? null,
   verifiedAt: r.verified_at,
   exhaustedAt: r.exhausted_at,
   supersededAt: r.superseded_at,
@@ -254,9 +258,9 @@ const INSERT_IF_UNCHANGED = new Statement<
    RETURNING id`,
 );
 
-const MARK_DELIVERED = new Statement<'id' | 'channel'>(
+const MARK_DELIVERED = new Statement<'id' | 'channel' | 'provider' | 'deliveredTo'>(
   `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = statement_timestamp(),
-     channel = :channel WHERE id = :id`,
+     channel = :channel, delivered_by = :provider, delivered_to = :deliveredTo WHERE id = :id`,
 );
 
 const MARK_FAILED = new Statement<'id'>(
@@ -465,8 +469,11 @@ export class OtpRequestRepository {
   }
 
   /** Records a successful delivery and the channel that carried it. */
-  async markDelivered(id: string, channel: OtpChannel): Promise<void> {
-    await this.query(MARK_DELIVERED, { id, channel });
+  async markDelivered(
+    id: string,
+    delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null },
+  ): Promise<void> {
+    await this.query(MARK_DELIVERED, { id, ...delivery });
   }
 
   /**

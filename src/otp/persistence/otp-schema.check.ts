@@ -1,6 +1,10 @@
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { DataSource, type DataSourceOptions } from 'typeorm';
-import { OTP_SCHEMA_RELATIONS, otpMigrations } from '../../../migrations/index.js';
+import {
+  OTP_SCHEMA_COLUMNS,
+  OTP_SCHEMA_RELATIONS,
+  otpMigrations,
+} from '../../../migrations/index.js';
 import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 
@@ -42,8 +46,15 @@ export class OtpSchemaCheck implements OnModuleInit {
 
   private async missingRelations(): Promise<string[]> {
     const rows: { name: string }[] = await this.dataSource.query(
-      'SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL',
-      [OTP_SCHEMA_RELATIONS],
+      `SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL
+       UNION ALL
+       SELECT wanted FROM unnest($2::text[]) AS wanted
+        WHERE NOT EXISTS (
+          SELECT 1 FROM information_schema.columns c
+           WHERE c.table_schema = current_schema()
+             AND c.table_name = split_part(wanted, '.', 1)
+             AND c.column_name = split_part(wanted, '.', 2))`,
+      [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS],
     );
     return rows.map((r) => r.name);
   }
