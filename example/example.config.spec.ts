@@ -1,14 +1,106 @@
-import { afterEach, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { Logger } from '@nestjs/common';
 import {
   ConsoleOtpProvider,
-  type OtpModuleOptions,
+  OTP_WEBHOOK_SIGNATURE_HEADER,
   resolveOtpOptions,
+  SmtpOtpProvider,
+  TwilioOtpProvider,
+  verifyOtpWebhookSignature,
   WebhookOtpProvider,
+  type OtpChannel,
+  type OtpMessage,
+  type OtpModuleOptions,
+  type OtpModuleOptionsInput,
+  type OtpProvider,
 } from '../src/index.js';
-import { createThrottleRedis, readExampleConfig } from './example.config.js';
+import { FakeTwilio } from '../test/support/fake-twilio.js';
+import { startSmtpSink, type SmtpSink } from '../test/support/smtp-sink.js';
+import {
+  ChannelLimitedOtpProvider,
+  createThrottleRedis,
+  readExampleConfig,
+} from './example.config.js';
+
+type Env = Record<string, string | undefined>;
 
 const SECRET_32 = 's'.repeat(32);
+const CHANNELS: OtpChannel[] = ['sms', 'voice', 'email'];
+
+// Secrets the error messages must never show.
+const ACCOUNT_SID = `AC${'0123456789abcdef'.repeat(2)}`;
+const AUTH_TOKEN = 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6';
+const SPACED_TOKEN = 'a1b2c3d4e5f6 a7b8c9d0e1f2a3b4c5d6';
+const SMTP_PASSWORD = 'hunter2-smtp-pass';
+const WEBHOOK_SECRET = 'w'.repeat(40);
+const SHORT_SECRET = 'short-webhook-secret';
+const SECRETS = [AUTH_TOKEN, SPACED_TOKEN, SMTP_PASSWORD, WEBHOOK_SECRET, SHORT_SECRET];
+
+const WEBHOOK = { OTP_WEBHOOK_URL: 'https://hooks.example.com/otp' };
+const SMTP = {
+  OTP_SMTP_URL: `smtp://mailer:${SMTP_PASSWORD}@mail.example.com:587`,
+  OTP_EMAIL_FROM: 'Acme <no-reply@acme.test>',
+};
+const TWILIO = {
+  OTP_TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+  OTP_TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+  OTP_TWILIO_FROM: '+14155550100',
+};
+const TWILIO_MESSAGING = {
+  OTP_TWILIO_ACCOUNT_SID: ACCOUNT_SID,
+  OTP_TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+  OTP_TWILIO_MESSAGING_SERVICE_SID: `MG${'fedcba9876543210'.repeat(2)}`,
+};
+
+/** The instance behind one of the module's providers. */
+function unwrap(provider: OtpProvider): OtpProvider {
+  return provider instanceof ChannelLimitedOtpProvider ? provider.provider : provider;
+}
+
+/** The instances the module tries for `channel`, in its order (the first that supports it first). */
+function carriers(otp: OtpModuleOptionsInput, channel: OtpChannel): OtpProvider[] {
+  return (otp.providers ?? []).filter((p) => p.supports(channel)).map(unwrap);
+}
+
+function carrierNames(otp: OtpModuleOptionsInput): Record<OtpChannel, string[]> {
+  const names = (channel: OtpChannel): string[] => carriers(otp, channel).map((p) => p.name);
+  return { sms: names('sms'), voice: names('voice'), email: names('email') };
+}
+
+/** Closes the SMTP pools a config made (none is open before a send; this keeps it so). */
+function closeAll(otp: OtpModuleOptionsInput): void {
+  for (const provider of otp.providers ?? []) {
+    const inner = unwrap(provider);
+    if (inner instanceof SmtpOtpProvider) inner.close();
+  }
+}
+
+function expectNoSecretIn(read: () => unknown): void {
+  let message = '';
+  try {
+    read();
+  } catch (error) {
+    message = error instanceof Error ? error.message : String(error);
+  }
+  expect(message).not.toBe('');
+  for (const secret of SECRETS) expect(message).not.toContain(secret);
+}
+
+function message(channel: OtpChannel): OtpMessage {
+  return {
+    requestId: 'r1',
+    channel,
+    destination: channel === 'email' ? 'ada@example.com' : '+14155550123',
+    purpose: 'login',
+    code: '123456',
+    text: '123456\nYour verification code.',
+    subject: '123456 is your verification code',
+    html: '<p>123456</p>',
+    speech: ['Your verification code is', '1, 2, 3, 4, 5, 6.'],
+    appName: 'Your',
+    expiresAt: new Date(0),
+  };
+}
 
 describe('readExampleConfig', () => {
   describe('defaults (no variable set)', () => {
@@ -126,70 +218,481 @@ describe('readExampleConfig', () => {
     });
   });
 
-  describe('OTP_PROVIDER and OTP_WEBHOOK_URL', () => {
+  describe('delivery: OTP_PROVIDER and OTP_EMAIL/SMS/VOICE_PROVIDERS', () => {
     afterEach(() => {
       jest.restoreAllMocks();
     });
 
-    it('uses the console provider for "console"', () => {
-      const { providers } = readExampleConfig({ OTP_PROVIDER: 'console' }).otp;
-      expect(providers).toHaveLength(1);
-      expect(providers?.[0]).toBeInstanceOf(ConsoleOtpProvider);
+    it.each<[string, Env, Record<OtpChannel, string[]>]>([
+      [
+        'nothing set: console everywhere',
+        {},
+        { sms: ['console'], voice: ['console'], email: ['console'] },
+      ],
+      [
+        'OTP_PROVIDER=webhook',
+        { OTP_PROVIDER: 'webhook', ...WEBHOOK },
+        { sms: ['webhook'], voice: ['webhook'], email: ['webhook'] },
+      ],
+      [
+        'OTP_PROVIDER=smtp: an email-only app',
+        { OTP_PROVIDER: 'smtp', ...SMTP },
+        { sms: [], voice: [], email: ['smtp'] },
+      ],
+      [
+        'OTP_PROVIDER=twilio with a number',
+        { OTP_PROVIDER: 'twilio', ...TWILIO },
+        { sms: ['twilio'], voice: ['twilio'], email: [] },
+      ],
+      [
+        'OTP_PROVIDER=twilio with a Messaging Service: SMS only',
+        { OTP_PROVIDER: 'twilio', ...TWILIO_MESSAGING },
+        { sms: ['twilio'], voice: [], email: [] },
+      ],
+      [
+        'a list per channel',
+        {
+          ...SMTP,
+          ...TWILIO,
+          ...WEBHOOK,
+          OTP_EMAIL_PROVIDERS: 'smtp,webhook',
+          OTP_SMS_PROVIDERS: 'twilio,webhook',
+          OTP_VOICE_PROVIDERS: 'twilio',
+        },
+        { sms: ['twilio', 'webhook'], voice: ['twilio'], email: ['smtp', 'webhook'] },
+      ],
+      [
+        'lists in opposite orders',
+        {
+          ...WEBHOOK,
+          OTP_EMAIL_PROVIDERS: 'webhook,console',
+          OTP_SMS_PROVIDERS: 'console,webhook',
+        },
+        { sms: ['console', 'webhook'], voice: ['console'], email: ['webhook', 'console'] },
+      ],
+      [
+        'a list for one channel, OTP_PROVIDER for the channels it carries',
+        { OTP_PROVIDER: 'smtp', ...SMTP, OTP_SMS_PROVIDERS: 'console' },
+        { sms: ['console'], voice: [], email: ['smtp'] },
+      ],
+      [
+        'spaces around names',
+        { ...WEBHOOK, OTP_VOICE_PROVIDERS: ' webhook , console ' },
+        { sms: ['console'], voice: ['webhook', 'console'], email: ['console'] },
+      ],
+      [
+        'an empty list: OTP_PROVIDER',
+        { OTP_PROVIDER: 'webhook', ...WEBHOOK, OTP_EMAIL_PROVIDERS: '' },
+        { sms: ['webhook'], voice: ['webhook'], email: ['webhook'] },
+      ],
+    ])('%s', (_name, env, expected) => {
+      const { otp } = readExampleConfig(env);
+      expect(carrierNames(otp)).toEqual(expected);
+      // Channels with a carrier, and only those, in the module's order.
+      expect(otp.channels).toEqual(CHANNELS.filter((c) => expected[c].length > 0));
+      const resolved = resolveOtpOptions(otp);
+      expect(resolved.channels).toEqual(otp.channels);
+      expect(resolved.providers).toBe(otp.providers);
+      closeAll(otp);
     });
 
-    it('uses a webhook provider that POSTs to OTP_WEBHOOK_URL for "webhook"', async () => {
-      const url = 'https://hooks.example.com/otp';
-      const { providers } = readExampleConfig({
-        OTP_PROVIDER: 'webhook',
-        OTP_WEBHOOK_URL: url,
-      }).otp;
-      expect(providers).toHaveLength(1);
-      const provider = providers?.[0];
-      expect(provider).toBeInstanceOf(WebhookOtpProvider);
+    it('builds each provider once, however many channels list it', () => {
+      const { otp } = readExampleConfig({
+        ...SMTP,
+        ...TWILIO,
+        ...WEBHOOK,
+        OTP_EMAIL_PROVIDERS: 'smtp,webhook,console',
+        OTP_SMS_PROVIDERS: 'twilio,webhook,console',
+        OTP_VOICE_PROVIDERS: 'webhook,twilio',
+      });
+      const [smtp, emailWebhook, emailConsole] = carriers(otp, 'email');
+      const [smsTwilio, smsWebhook, smsConsole] = carriers(otp, 'sms');
+      const [voiceWebhook, voiceTwilio] = carriers(otp, 'voice');
+      expect(smtp).toBeInstanceOf(SmtpOtpProvider);
+      expect(smsTwilio).toBeInstanceOf(TwilioOtpProvider);
+      expect(emailWebhook).toBeInstanceOf(WebhookOtpProvider);
+      expect(emailConsole).toBeInstanceOf(ConsoleOtpProvider);
+      expect(smsWebhook).toBe(emailWebhook);
+      expect(voiceWebhook).toBe(emailWebhook);
+      expect(smsConsole).toBe(emailConsole);
+      expect(voiceTwilio).toBe(smsTwilio);
+      expect(new Set((otp.providers ?? []).map(unwrap)).size).toBe(4);
+      closeAll(otp);
+    });
 
+    it('passes a provider as is when it carries exactly the channels it is listed for', () => {
+      const plain = readExampleConfig({}).otp.providers;
+      expect(plain).toHaveLength(1);
+      // Unwrapped, so the module still warns about the console provider in production.
+      expect(plain?.[0]).toBeInstanceOf(ConsoleOtpProvider);
+
+      const smtpOnly = readExampleConfig({ OTP_PROVIDER: 'smtp', ...SMTP }).otp;
+      expect(smtpOnly.providers).toHaveLength(1);
+      expect(smtpOnly.providers?.[0]).toBeInstanceOf(SmtpOtpProvider);
+      closeAll(smtpOnly);
+    });
+
+    it('limits a provider to the channels it is listed for', () => {
+      const { otp } = readExampleConfig({ ...WEBHOOK, OTP_EMAIL_PROVIDERS: 'webhook' });
+      const byName = new Map((otp.providers ?? []).map((p) => [p.name, p]));
+      const webhook = byName.get('webhook');
+      const console = byName.get('console');
+      expect(webhook).toBeInstanceOf(ChannelLimitedOtpProvider);
+      expect(unwrap(webhook as OtpProvider)).toBeInstanceOf(WebhookOtpProvider);
+      expect(CHANNELS.map((c) => webhook?.supports(c))).toEqual([false, false, true]);
+      expect(console).toBeInstanceOf(ChannelLimitedOtpProvider);
+      expect(CHANNELS.map((c) => console?.supports(c))).toEqual([true, true, false]);
+    });
+
+    it("lists a provider once per channel only when the channels' orders disagree", () => {
+      const agree = readExampleConfig({
+        ...WEBHOOK,
+        OTP_EMAIL_PROVIDERS: 'webhook,console',
+        OTP_SMS_PROVIDERS: 'webhook,console',
+      }).otp.providers;
+      expect(agree?.map((p) => p.name)).toEqual(['webhook', 'console']);
+
+      const disagree = readExampleConfig({
+        ...WEBHOOK,
+        OTP_EMAIL_PROVIDERS: 'webhook,console',
+        OTP_SMS_PROVIDERS: 'console,webhook',
+      }).otp.providers;
+      expect(disagree?.map((p) => p.name)).toEqual(['console', 'webhook', 'console']);
+    });
+
+    describe('ChannelLimitedOtpProvider', () => {
+      const inner = {
+        name: 'inner',
+        supports: (channel: OtpChannel) => channel !== 'voice',
+        deliver: jest.fn((_message: OtpMessage, _signal: AbortSignal) => Promise.resolve()),
+        ready: jest.fn(() => Promise.resolve()),
+        close: jest.fn(() => undefined),
+      };
+      const limited = new ChannelLimitedOtpProvider(inner, ['email', 'voice']);
+
+      it("takes the provider's name", () => {
+        expect(limited.name).toBe('inner');
+      });
+
+      it('supports a channel it is listed for and the provider carries', () => {
+        expect(CHANNELS.map((c) => limited.supports(c))).toEqual([false, false, true]);
+      });
+
+      it('hands deliveries to the shared provider, and refuses other channels', async () => {
+        const signal = new AbortController().signal;
+        await limited.deliver(message('email'), signal);
+        expect(inner.deliver).toHaveBeenCalledWith(message('email'), signal);
+        await expect(limited.deliver(message('sms'), signal)).rejects.toThrow('sms');
+        expect(inner.deliver).toHaveBeenCalledTimes(1);
+      });
+
+      it("passes on the module's ready() and close()", async () => {
+        await limited.ready();
+        await limited.close();
+        expect(inner.ready).toHaveBeenCalledTimes(1);
+        expect(inner.close).toHaveBeenCalledTimes(1);
+        const bare = new ChannelLimitedOtpProvider(new ConsoleOtpProvider(), ['sms']);
+        await expect(bare.ready()).resolves.toBeUndefined();
+        expect(bare.close()).toBeUndefined();
+      });
+    });
+  });
+
+  describe('delivery: what reaches the services', () => {
+    let twilio: FakeTwilio;
+    let sink: SmtpSink;
+    let otp: OtpModuleOptionsInput;
+
+    beforeAll(async () => {
+      twilio = await FakeTwilio.start({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
+      sink = await startSmtpSink({ auth: { user: 'mailer', pass: SMTP_PASSWORD } });
+      otp = readExampleConfig({
+        OTP_EMAIL_PROVIDERS: 'smtp',
+        OTP_SMS_PROVIDERS: 'twilio',
+        OTP_VOICE_PROVIDERS: 'twilio',
+        OTP_SMTP_URL: sink.url,
+        OTP_EMAIL_FROM: 'Acme <no-reply@acme.test>',
+        ...TWILIO,
+        OTP_TWILIO_API_URL: twilio.url,
+      }).otp;
+    });
+
+    afterAll(async () => {
+      closeAll(otp);
+      await Promise.all([twilio.close(), sink.close()]);
+    });
+
+    it('sends email with OTP_SMTP_URL (its credentials) from OTP_EMAIL_FROM', async () => {
+      const [smtp] = carriers(otp, 'email');
+      await smtp?.deliver(message('email'), new AbortController().signal);
+      const mail = await sink.nextMail();
+      expect(mail.user).toBe('mailer');
+      expect(mail.parsed.from?.value).toEqual([
+        expect.objectContaining({ name: 'Acme', address: 'no-reply@acme.test' }),
+      ]);
+      expect(mail.envelopeTo).toEqual(['ada@example.com']);
+    });
+
+    it.each<[OtpChannel, 'Messages' | 'Calls']>([
+      ['sms', 'Messages'],
+      ['voice', 'Calls'],
+    ])(
+      'sends %s through OTP_TWILIO_API_URL as the account, from OTP_TWILIO_FROM',
+      async (channel, resource) => {
+        const [provider] = carriers(otp, channel);
+        await provider?.deliver(message(channel), new AbortController().signal);
+        const request = twilio.requests.at(-1);
+        expect(request).toMatchObject({
+          path: `/2010-04-01/Accounts/${ACCOUNT_SID}/${resource}.json`,
+          authorized: true,
+          problems: [],
+        });
+        expect(request?.form).toMatchObject({ To: '+14155550123', From: TWILIO.OTP_TWILIO_FROM });
+      },
+    );
+
+    it.each<[string, Env, boolean]>([
+      ['signs with OTP_WEBHOOK_SECRET', { OTP_WEBHOOK_SECRET: WEBHOOK_SECRET }, true],
+      [
+        'leaves the body unsigned with an empty OTP_WEBHOOK_SECRET',
+        { OTP_WEBHOOK_SECRET: '' },
+        false,
+      ],
+      ['leaves the body unsigned without OTP_WEBHOOK_SECRET', {}, false],
+    ])('POSTs to OTP_WEBHOOK_URL and %s', async (_name, env, signed) => {
       const fetchSpy = jest
         .spyOn(globalThis, 'fetch')
         .mockResolvedValue(new Response(null, { status: 204 }));
-      await provider?.deliver(
-        {
-          requestId: 'r1',
-          channel: 'email',
-          destination: 'a@example.com',
-          purpose: 'login',
-          code: '123456',
-          text: 'Your verification code is 123456.',
-          subject: '123456 is your verification code',
-          html: '<p>123456</p>',
-          speech: ['1, 2, 3, 4, 5, 6.'],
-          appName: 'Your',
-          expiresAt: new Date(0),
-        },
-        new AbortController().signal,
-      );
-      expect(fetchSpy).toHaveBeenCalledTimes(1);
-      expect(fetchSpy.mock.calls[0]?.[0]).toBe(url);
-      expect(fetchSpy.mock.calls[0]?.[1]).toMatchObject({ method: 'POST' });
+      try {
+        const { otp: webhookOnly } = readExampleConfig({
+          OTP_PROVIDER: 'webhook',
+          ...WEBHOOK,
+          ...env,
+        });
+        const [webhook] = carriers(webhookOnly, 'email');
+        expect(webhook).toBeInstanceOf(WebhookOtpProvider);
+        await webhook?.deliver(message('email'), new AbortController().signal);
+        expect(fetchSpy).toHaveBeenCalledTimes(1);
+        const [url, init] = fetchSpy.mock.calls[0] ?? [];
+        expect(url).toBe(WEBHOOK.OTP_WEBHOOK_URL);
+        expect(init).toMatchObject({ method: 'POST' });
+        const header = (init?.headers as Record<string, string>)[OTP_WEBHOOK_SIGNATURE_HEADER];
+        if (signed) {
+          expect(verifyOtpWebhookSignature(init?.body as Buffer, header, WEBHOOK_SECRET)).toBe(
+            true,
+          );
+        } else {
+          expect(header).toBeUndefined();
+        }
+      } finally {
+        fetchSpy.mockRestore();
+      }
+    });
+  });
+
+  describe('OTP_APP_NAME, OTP_WEBOTP_DOMAIN and OTP_ALLOWED_COUNTRIES', () => {
+    it.each<[string, string, keyof OtpModuleOptions, unknown]>([
+      ['OTP_APP_NAME', 'Acme', 'appName', 'Acme'],
+      ['OTP_APP_NAME', '  Acme Bank ', 'appName', 'Acme Bank'],
+      ['OTP_WEBOTP_DOMAIN', 'acme.test', 'webOtpDomain', 'acme.test'],
+      ['OTP_WEBOTP_DOMAIN', 'login.acme.co.uk', 'webOtpDomain', 'login.acme.co.uk'],
+      ['OTP_ALLOWED_COUNTRIES', 'US', 'allowedCountries', ['US']],
+      ['OTP_ALLOWED_COUNTRIES', ' US , GB,DE ', 'allowedCountries', ['US', 'GB', 'DE']],
+      ['OTP_ALLOWED_COUNTRIES', 'US,GB,US', 'allowedCountries', ['US', 'GB']],
+    ])('reads %s=%j into %s', (variable, value, option, expected) => {
+      const { otp } = readExampleConfig({ [variable]: value });
+      expect(otp[option]).toEqual(expected);
+      expect(resolveOtpOptions(otp)[option]).toEqual(expected);
     });
 
-    it('refuses "webhook" without OTP_WEBHOOK_URL, naming it', () => {
-      expect(() => readExampleConfig({ OTP_PROVIDER: 'webhook' })).toThrow('OTP_WEBHOOK_URL');
-      expect(() => readExampleConfig({ OTP_PROVIDER: 'webhook', OTP_WEBHOOK_URL: '' })).toThrow(
+    it.each<[string, keyof OtpModuleOptions, unknown]>([
+      ['OTP_APP_NAME', 'appName', 'Your'],
+      ['OTP_WEBOTP_DOMAIN', 'webOtpDomain', undefined],
+      ['OTP_ALLOWED_COUNTRIES', 'allowedCountries', undefined],
+    ])("leaves %s to the module's default when unset or empty", (variable, option, fallback) => {
+      for (const env of [{}, { [variable]: '' }]) {
+        const { otp } = readExampleConfig(env);
+        expect(otp[option]).toBeUndefined();
+        expect(resolveOtpOptions(otp)[option]).toEqual(fallback);
+      }
+    });
+  });
+
+  describe('delivery variables with a bad value stop the app, naming the variable', () => {
+    it.each<[string, Env, string]>([
+      // Provider names.
+      ['an unknown OTP_PROVIDER', { OTP_PROVIDER: 'sms' }, 'OTP_PROVIDER'],
+      ['OTP_PROVIDER in capitals', { OTP_PROVIDER: 'WEBHOOK' }, 'OTP_PROVIDER'],
+      ['a list in OTP_PROVIDER', { OTP_PROVIDER: 'console,webhook' }, 'OTP_PROVIDER'],
+      ['an unknown name', { OTP_SMS_PROVIDERS: 'console,nexmo' }, 'OTP_SMS_PROVIDERS'],
+      ['a name in capitals', { OTP_EMAIL_PROVIDERS: 'Console' }, 'OTP_EMAIL_PROVIDERS'],
+      ['an empty item', { OTP_VOICE_PROVIDERS: 'console,,console' }, 'OTP_VOICE_PROVIDERS'],
+      ['a trailing comma', { OTP_VOICE_PROVIDERS: 'console,' }, 'OTP_VOICE_PROVIDERS'],
+      ['blanks only', { OTP_SMS_PROVIDERS: ' ' }, 'OTP_SMS_PROVIDERS'],
+      ['a name twice', { OTP_SMS_PROVIDERS: 'console,console' }, 'OTP_SMS_PROVIDERS'],
+      // A provider listed for a channel it cannot carry.
+      ['smtp for sms', { ...SMTP, OTP_SMS_PROVIDERS: 'smtp' }, 'OTP_SMS_PROVIDERS'],
+      ['smtp for voice', { ...SMTP, OTP_VOICE_PROVIDERS: 'console,smtp' }, 'OTP_VOICE_PROVIDERS'],
+      ['twilio for email', { ...TWILIO, OTP_EMAIL_PROVIDERS: 'twilio' }, 'OTP_EMAIL_PROVIDERS'],
+      [
+        'twilio for voice with a Messaging Service only',
+        { ...TWILIO_MESSAGING, OTP_VOICE_PROVIDERS: 'twilio' },
+        'OTP_VOICE_PROVIDERS',
+      ],
+      // What a provider needs.
+      ['webhook without OTP_WEBHOOK_URL', { OTP_PROVIDER: 'webhook' }, 'OTP_WEBHOOK_URL'],
+      [
+        'webhook with an empty OTP_WEBHOOK_URL',
+        { OTP_SMS_PROVIDERS: 'webhook', OTP_WEBHOOK_URL: '' },
         'OTP_WEBHOOK_URL',
-      );
+      ],
+      [
+        'smtp without OTP_SMTP_URL',
+        { OTP_EMAIL_PROVIDERS: 'smtp', OTP_EMAIL_FROM: 'a@b.test' },
+        'OTP_SMTP_URL',
+      ],
+      [
+        'smtp without OTP_EMAIL_FROM',
+        { OTP_EMAIL_PROVIDERS: 'smtp', OTP_SMTP_URL: SMTP.OTP_SMTP_URL },
+        'OTP_EMAIL_FROM',
+      ],
+      [
+        'twilio without OTP_TWILIO_ACCOUNT_SID',
+        { ...TWILIO, OTP_TWILIO_ACCOUNT_SID: '', OTP_SMS_PROVIDERS: 'twilio' },
+        'OTP_TWILIO_ACCOUNT_SID',
+      ],
+      [
+        'twilio without OTP_TWILIO_AUTH_TOKEN',
+        { ...TWILIO, OTP_TWILIO_AUTH_TOKEN: undefined, OTP_PROVIDER: 'twilio' },
+        'OTP_TWILIO_AUTH_TOKEN',
+      ],
+      [
+        'twilio with neither a number nor a Messaging Service',
+        { ...TWILIO, OTP_TWILIO_FROM: '', OTP_SMS_PROVIDERS: 'twilio' },
+        'OTP_TWILIO_MESSAGING_SERVICE_SID',
+      ],
+      [
+        'twilio with both a number and a Messaging Service',
+        {
+          ...TWILIO_MESSAGING,
+          OTP_TWILIO_FROM: TWILIO.OTP_TWILIO_FROM,
+          OTP_SMS_PROVIDERS: 'twilio',
+        },
+        'OTP_TWILIO_FROM',
+      ],
+      // Values of the example app's own checks.
+      [
+        'an OTP_APP_NAME with a line break',
+        { OTP_APP_NAME: 'Acme\nCall +1 900 555 0100' },
+        'OTP_APP_NAME',
+      ],
+      [
+        'an OTP_WEBOTP_DOMAIN with a scheme',
+        { OTP_WEBOTP_DOMAIN: 'https://acme.test' },
+        'OTP_WEBOTP_DOMAIN',
+      ],
+      [
+        'an OTP_WEBOTP_DOMAIN with a port',
+        { OTP_WEBOTP_DOMAIN: 'acme.test:443' },
+        'OTP_WEBOTP_DOMAIN',
+      ],
+      [
+        'an OTP_WEBOTP_DOMAIN with a path',
+        { OTP_WEBOTP_DOMAIN: 'acme.test/login' },
+        'OTP_WEBOTP_DOMAIN',
+      ],
+      ['a lower-case country', { OTP_ALLOWED_COUNTRIES: 'us' }, 'OTP_ALLOWED_COUNTRIES'],
+      ['a three-letter country', { OTP_ALLOWED_COUNTRIES: 'USA' }, 'OTP_ALLOWED_COUNTRIES'],
+      [
+        'a country that does not exist',
+        { OTP_ALLOWED_COUNTRIES: 'US,XX' },
+        'OTP_ALLOWED_COUNTRIES',
+      ],
+      ['an empty country', { OTP_ALLOWED_COUNTRIES: 'US,,GB' }, 'OTP_ALLOWED_COUNTRIES'],
+      [
+        'countries split by semicolons',
+        { OTP_ALLOWED_COUNTRIES: 'US;GB' },
+        'OTP_ALLOWED_COUNTRIES',
+      ],
+    ])('%s', (_name, env, variable) => {
+      expect(() => readExampleConfig(env)).toThrow(variable);
+      expectNoSecretIn(() => readExampleConfig(env));
     });
 
-    it('refuses a webhook URL that is not http(s), naming the variable', () => {
-      expect(() =>
-        readExampleConfig({ OTP_PROVIDER: 'webhook', OTP_WEBHOOK_URL: 'ftp://example.com/x' }),
-      ).toThrow('OTP_WEBHOOK_URL');
+    // The provider's own check, re-thrown with the variable in front.
+    it.each<[string, Env, string]>([
+      [
+        'an OTP_WEBHOOK_URL that is not http(s)',
+        { OTP_PROVIDER: 'webhook', OTP_WEBHOOK_URL: 'ftp://example.com/x' },
+        'OTP_WEBHOOK_URL',
+      ],
+      [
+        'a short OTP_WEBHOOK_SECRET',
+        { OTP_PROVIDER: 'webhook', ...WEBHOOK, OTP_WEBHOOK_SECRET: SHORT_SECRET },
+        'OTP_WEBHOOK_SECRET',
+      ],
+      [
+        'an OTP_SMTP_URL that does not parse',
+        {
+          ...SMTP,
+          OTP_PROVIDER: 'smtp',
+          OTP_SMTP_URL: `smtp://mailer:${SMTP_PASSWORD}@[bad host]:25`,
+        },
+        'OTP_SMTP_URL',
+      ],
+      [
+        'an OTP_SMTP_URL of another scheme',
+        {
+          ...SMTP,
+          OTP_PROVIDER: 'smtp',
+          OTP_SMTP_URL: `https://mailer:${SMTP_PASSWORD}@mail.test`,
+        },
+        'OTP_SMTP_URL',
+      ],
+      [
+        'an OTP_SMTP_URL with a password and no user',
+        { ...SMTP, OTP_PROVIDER: 'smtp', OTP_SMTP_URL: `smtp://:${SMTP_PASSWORD}@mail.test` },
+        'OTP_SMTP_URL',
+      ],
+      [
+        'an OTP_EMAIL_FROM that is no address',
+        { ...SMTP, OTP_PROVIDER: 'smtp', OTP_EMAIL_FROM: 'Acme' },
+        'OTP_EMAIL_FROM',
+      ],
+      [
+        'an OTP_EMAIL_FROM with a line break',
+        { ...SMTP, OTP_PROVIDER: 'smtp', OTP_EMAIL_FROM: 'a@b.test\r\nBcc: c@d.test' },
+        'OTP_EMAIL_FROM',
+      ],
+      [
+        'a malformed OTP_TWILIO_ACCOUNT_SID',
+        { ...TWILIO, OTP_PROVIDER: 'twilio', OTP_TWILIO_ACCOUNT_SID: 'AC123' },
+        'OTP_TWILIO_ACCOUNT_SID',
+      ],
+      [
+        'an OTP_TWILIO_AUTH_TOKEN with a space',
+        { ...TWILIO, OTP_PROVIDER: 'twilio', OTP_TWILIO_AUTH_TOKEN: SPACED_TOKEN },
+        'OTP_TWILIO_AUTH_TOKEN',
+      ],
+      [
+        'an OTP_TWILIO_FROM not in E.164',
+        { ...TWILIO, OTP_PROVIDER: 'twilio', OTP_TWILIO_FROM: '4155550100' },
+        'OTP_TWILIO_FROM',
+      ],
+      [
+        'a malformed OTP_TWILIO_MESSAGING_SERVICE_SID',
+        { ...TWILIO_MESSAGING, OTP_PROVIDER: 'twilio', OTP_TWILIO_MESSAGING_SERVICE_SID: 'MG1' },
+        'OTP_TWILIO_MESSAGING_SERVICE_SID',
+      ],
+      [
+        'an OTP_TWILIO_API_URL that is not http(s)',
+        { ...TWILIO, OTP_PROVIDER: 'twilio', OTP_TWILIO_API_URL: 'ftp://twilio.test' },
+        'OTP_TWILIO_API_URL',
+      ],
+    ])('%s', (_name, env, variable) => {
+      expect(() => readExampleConfig(env)).toThrow(new RegExp(`^${variable}: `));
+      expectNoSecretIn(() => readExampleConfig(env));
     });
-
-    it.each(['sms', 'Console', 'WEBHOOK', 'twilio'])(
-      'refuses an unknown provider %j, naming OTP_PROVIDER',
-      (value) => {
-        expect(() => readExampleConfig({ OTP_PROVIDER: value })).toThrow('OTP_PROVIDER');
-      },
-    );
   });
 
   describe('OTP_HASHER and OTP_SECRET', () => {

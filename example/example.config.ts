@@ -1,11 +1,17 @@
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import type { CountryCode } from 'libphonenumber-js';
+import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
 import {
   ConsoleOtpProvider,
   RedisThrottlerStorage,
+  resolveOtpOptions,
+  SmtpOtpProvider,
+  TwilioOtpProvider,
   WebhookOtpProvider,
+  type OtpChannel,
+  type OtpMessage,
   type OtpModuleOptionsInput,
+  type OtpProvider,
 } from '../src/index.js';
 
 /** The example app's settings, read from the contract's environment variables. */
@@ -71,13 +77,7 @@ function storeFailure(env: Env): 'closed' | 'open' | undefined {
 
 /** Reads and checks the environment; throws a message that names the variable to fix. */
 export function readExampleConfig(env: Env = process.env): ExampleConfig {
-  const provider = env.OTP_PROVIDER || 'console';
-  if (provider !== 'console' && provider !== 'webhook') {
-    throw new Error(`OTP_PROVIDER must be "console" or "webhook", got "${provider}".`);
-  }
-  if (provider === 'webhook' && !env.OTP_WEBHOOK_URL) {
-    throw new Error('OTP_PROVIDER=webhook needs OTP_WEBHOOK_URL.');
-  }
+  const delivery = readDelivery(env);
   const hasher = env.OTP_HASHER || 'bcrypt';
   if (hasher !== 'bcrypt' && hasher !== 'hmac') {
     throw new Error(`OTP_HASHER must be "bcrypt" or "hmac", got "${hasher}".`);
@@ -89,11 +89,11 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
     port: integer(env, 'PORT') ?? 3000,
     databaseUrl: env.DATABASE_URL || undefined,
     otp: {
-      providers: [
-        provider === 'webhook'
-          ? new WebhookOtpProvider(env.OTP_WEBHOOK_URL as string)
-          : new ConsoleOtpProvider(),
-      ],
+      providers: delivery.providers,
+      channels: delivery.channels,
+      appName: appName(env),
+      webOtpDomain: webOtpDomain(env),
+      allowedCountries: countries(env),
       ttlSeconds: integer(env, 'OTP_TTL_SECONDS'),
       codeLength: integer(env, 'OTP_CODE_LENGTH'),
       maxAttempts: integer(env, 'OTP_MAX_ATTEMPTS'),
@@ -114,4 +114,307 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
         : undefined,
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery: which providers carry which channel, in which order.
+
+const PROVIDER_NAMES = ['console', 'webhook', 'smtp', 'twilio'] as const;
+type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+/** In the module's order; also the order of the `channels` option. */
+const CHANNELS: readonly OtpChannel[] = ['sms', 'voice', 'email'];
+
+const CHANNEL_VARIABLES: Record<OtpChannel, string> = {
+  sms: 'OTP_SMS_PROVIDERS',
+  voice: 'OTP_VOICE_PROVIDERS',
+  email: 'OTP_EMAIL_PROVIDERS',
+};
+
+/** The most each provider can carry (twilio's voice also needs `OTP_TWILIO_FROM`). */
+const CARRIES: Record<ProviderName, readonly OtpChannel[]> = {
+  console: ['sms', 'voice', 'email'],
+  webhook: ['sms', 'voice', 'email'],
+  smtp: ['email'],
+  twilio: ['sms', 'voice'],
+};
+
+function isProviderName(value: string): value is ProviderName {
+  return (PROVIDER_NAMES as readonly string[]).includes(value);
+}
+
+/** What the module's lifecycle may call on a provider (both optional). */
+interface ProviderLifecycle {
+  ready?(): Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+/**
+ * One provider instance, offered for only the channels a variable listed it for: the module asks
+ * each provider's `supports(channel)`, so this is how `OTP_SMS_PROVIDERS=twilio` keeps a webhook
+ * that carries email from also carrying SMS. The instance is shared, never copied: one SMTP pool,
+ * one Twilio configuration, however many channels list it.
+ */
+export class ChannelLimitedOtpProvider implements OtpProvider {
+  readonly name: string;
+
+  constructor(
+    readonly provider: OtpProvider,
+    readonly channels: readonly OtpChannel[],
+  ) {
+    this.name = provider.name;
+  }
+
+  supports(channel: OtpChannel): boolean {
+    return this.channels.includes(channel) && this.provider.supports(channel);
+  }
+
+  deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
+    if (!this.supports(message.channel)) {
+      return Promise.reject(new Error(`${this.name} is not listed for ${message.channel}`));
+    }
+    return this.provider.deliver(message, signal);
+  }
+
+  ready(): Promise<void> {
+    return (this.provider as ProviderLifecycle).ready?.() ?? Promise.resolve();
+  }
+
+  close(): void | Promise<void> {
+    return (this.provider as ProviderLifecycle).close?.();
+  }
+}
+
+interface Delivery {
+  providers: OtpProvider[];
+  channels: OtpChannel[];
+}
+
+/** A comma list of provider names, or undefined when the variable is unset or empty. */
+function providerNames(env: Env, variable: string): ProviderName[] | undefined {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return undefined;
+  const list = raw.split(',').map((s) => s.trim());
+  if (!list.every(isProviderName)) {
+    throw new Error(
+      `${variable} must be a comma list of ${PROVIDER_NAMES.join(', ')}, got "${raw}".`,
+    );
+  }
+  const twice = list.find((name, i) => list.indexOf(name) !== i);
+  if (twice !== undefined) throw new Error(`${variable} lists ${twice} twice.`);
+  return list;
+}
+
+/**
+ * `OTP_<CHANNEL>_PROVIDERS`, each channel's providers in order, defaulting to `OTP_PROVIDER` for
+ * every channel that provider can carry (so `OTP_PROVIDER=smtp` makes an email-only app).
+ */
+function readDelivery(env: Env): Delivery {
+  const fallback = env.OTP_PROVIDER || 'console';
+  if (!isProviderName(fallback)) {
+    throw new Error(`OTP_PROVIDER must be one of ${PROVIDER_NAMES.join(', ')}, got "${fallback}".`);
+  }
+  const listed = CHANNELS.map((channel) => {
+    const variable = CHANNEL_VARIABLES[channel];
+    const names = providerNames(env, variable);
+    if (names === undefined) {
+      const implied = CARRIES[fallback].includes(channel) ? [fallback] : [];
+      return { channel, variable: 'OTP_PROVIDER', names: implied, explicit: false };
+    }
+    const misfit = names.find((name) => !CARRIES[name].includes(channel));
+    if (misfit !== undefined) {
+      throw new Error(
+        `${variable} lists ${misfit}, which cannot carry ${channel}: ` +
+          `${misfit} carries ${CARRIES[misfit].join(' and ')} only.`,
+      );
+    }
+    return { channel, variable, names, explicit: true };
+  });
+
+  // One instance per provider name, built only when some channel uses it.
+  const instances = new Map<ProviderName, OtpProvider>();
+  const instance = (name: ProviderName, listedBy: string): OtpProvider => {
+    let provider = instances.get(name);
+    if (provider === undefined) {
+      provider = createProvider(name, env, listedBy);
+      instances.set(name, provider);
+    }
+    return provider;
+  };
+  const routes = new Map<OtpChannel, OtpProvider[]>();
+  for (const { channel, variable, names, explicit } of listed) {
+    const providers: OtpProvider[] = [];
+    for (const name of names) {
+      const provider = instance(name, variable);
+      if (provider.supports(channel)) {
+        providers.push(provider);
+      } else if (explicit) {
+        // Only twilio gets here: a Messaging Service sends messages, a call needs a caller ID.
+        throw new Error(
+          `${variable} lists ${name} for ${channel}, which needs OTP_TWILIO_FROM (a caller ID): ` +
+            'OTP_TWILIO_MESSAGING_SERVICE_SID sends SMS only.',
+        );
+      }
+    }
+    routes.set(channel, providers);
+  }
+  return {
+    providers: inOrder(routes).map(({ provider, channels }) =>
+      CHANNELS.every((c) => provider.supports(c) === channels.includes(c))
+        ? provider
+        : new ChannelLimitedOtpProvider(provider, channels),
+    ),
+    channels: CHANNELS.filter((c) => (routes.get(c) ?? []).length > 0),
+  };
+}
+
+/**
+ * One list for the module, in which each channel's providers come in that channel's order (the
+ * module tries, in list order, the providers that support a channel). A provider goes once, for
+ * all its channels, when it heads each of their lists; when the channels disagree (email
+ * `webhook,console`, SMS `console,webhook`), it goes once per channel instead.
+ */
+function inOrder(
+  routes: Map<OtpChannel, OtpProvider[]>,
+): { provider: OtpProvider; channels: OtpChannel[] }[] {
+  const queues = CHANNELS.map((channel) => ({ channel, queue: [...(routes.get(channel) ?? [])] }));
+  const entries: { provider: OtpProvider; channels: OtpChannel[] }[] = [];
+  for (;;) {
+    const waiting = queues.filter((q) => q.queue.length > 0);
+    const [head] = waiting;
+    if (head === undefined) return entries;
+    const heads = waiting.map((q) => q.queue[0] as OtpProvider);
+    const everywhere = heads.find((p) =>
+      queues.every((q) => !q.queue.includes(p) || q.queue[0] === p),
+    );
+    const taking = everywhere ? waiting.filter((q) => q.queue[0] === everywhere) : [head];
+    entries.push({
+      provider: everywhere ?? (head.queue[0] as OtpProvider),
+      channels: taking.map((q) => q.channel),
+    });
+    for (const q of taking) q.queue.shift();
+  }
+}
+
+/** "OTP_SMS_PROVIDERS lists twilio, which needs X." or "OTP_PROVIDER=twilio needs X." */
+function needs(listedBy: string, name: ProviderName, what: string): Error {
+  const who =
+    listedBy === 'OTP_PROVIDER' ? `OTP_PROVIDER=${name}` : `${listedBy} lists ${name}, which`;
+  return new Error(`${who} needs ${what}.`);
+}
+
+/**
+ * A provider constructor's error, with the variable it is about in front. Constructors name the
+ * option at fault (and never echo its value): the option named first decides.
+ */
+function named(build: () => OtpProvider, variables: Record<string, string>): OtpProvider {
+  try {
+    return build();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const hits = Object.keys(variables)
+      .map((option) => ({ option, at: message.indexOf(option) }))
+      .filter(({ at }) => at >= 0)
+      .sort((a, b) => a.at - b.at);
+    const variable =
+      hits[0] !== undefined
+        ? variables[hits[0].option]
+        : [...new Set(Object.values(variables))].join(' / ');
+    throw new Error(`${variable}: ${message}`);
+  }
+}
+
+function createProvider(name: ProviderName, env: Env, listedBy: string): OtpProvider {
+  const value = (variable: string): string | undefined => env[variable] || undefined;
+  switch (name) {
+    case 'console':
+      return new ConsoleOtpProvider();
+    case 'webhook': {
+      const url = value('OTP_WEBHOOK_URL');
+      if (url === undefined) throw needs(listedBy, name, 'OTP_WEBHOOK_URL');
+      // Empty or unset: unsigned, as before the secret existed.
+      const secret = value('OTP_WEBHOOK_SECRET');
+      return named(() => new WebhookOtpProvider(url, { secret }), {
+        URL: 'OTP_WEBHOOK_URL',
+        secret: 'OTP_WEBHOOK_SECRET',
+      });
+    }
+    case 'smtp': {
+      const url = value('OTP_SMTP_URL');
+      const from = value('OTP_EMAIL_FROM');
+      if (url === undefined) throw needs(listedBy, name, 'OTP_SMTP_URL');
+      if (from === undefined) throw needs(listedBy, name, 'OTP_EMAIL_FROM');
+      return named(() => new SmtpOtpProvider({ url, from }), {
+        url: 'OTP_SMTP_URL',
+        from: 'OTP_EMAIL_FROM',
+      });
+    }
+    case 'twilio': {
+      const accountSid = value('OTP_TWILIO_ACCOUNT_SID');
+      const authToken = value('OTP_TWILIO_AUTH_TOKEN');
+      const from = value('OTP_TWILIO_FROM');
+      const messagingServiceSid = value('OTP_TWILIO_MESSAGING_SERVICE_SID');
+      if (accountSid === undefined) throw needs(listedBy, name, 'OTP_TWILIO_ACCOUNT_SID');
+      if (authToken === undefined) throw needs(listedBy, name, 'OTP_TWILIO_AUTH_TOKEN');
+      if ((from === undefined) === (messagingServiceSid === undefined)) {
+        throw needs(
+          listedBy,
+          name,
+          'exactly one of OTP_TWILIO_FROM (a Twilio number) and OTP_TWILIO_MESSAGING_SERVICE_SID',
+        );
+      }
+      const apiUrl = value('OTP_TWILIO_API_URL');
+      return named(
+        () => new TwilioOtpProvider({ accountSid, authToken, from, messagingServiceSid, apiUrl }),
+        {
+          accountSid: 'OTP_TWILIO_ACCOUNT_SID',
+          authToken: 'OTP_TWILIO_AUTH_TOKEN',
+          messagingServiceSid: 'OTP_TWILIO_MESSAGING_SERVICE_SID',
+          from: 'OTP_TWILIO_FROM',
+          apiUrl: 'OTP_TWILIO_API_URL',
+        },
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What messages say, and where phones may be.
+
+function appName(env: Env): string | undefined {
+  const raw = env.OTP_APP_NAME;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  // A line break would end an email subject or an SMS's first line early.
+  if (/[\u0000-\u001f\u007f]/.test(raw)) {
+    throw new Error('OTP_APP_NAME must be one line of text, without control characters.');
+  }
+  return raw.trim();
+}
+
+function webOtpDomain(env: Env): string | undefined {
+  const raw = env.OTP_WEBOTP_DOMAIN;
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    // The module's own check, so the two never disagree.
+    resolveOtpOptions({ webOtpDomain: raw });
+  } catch {
+    throw new Error(
+      `OTP_WEBOTP_DOMAIN must be a bare host name such as acme.test (no scheme, port or path), got "${raw}".`,
+    );
+  }
+  return raw;
+}
+
+function countries(env: Env): CountryCode[] | undefined {
+  const raw = env.OTP_ALLOWED_COUNTRIES;
+  if (raw === undefined || raw === '') return undefined;
+  const list = raw.split(',').map((s) => s.trim());
+  const bad = list.filter((code) => !/^[A-Z]{2}$/.test(code) || !isSupportedCountry(code));
+  if (bad.length > 0) {
+    throw new Error(
+      'OTP_ALLOWED_COUNTRIES must be a comma list of ISO 3166-1 alpha-2 codes such as "US,GB,DE"; ' +
+        `not one: ${bad.map((code) => `"${code}"`).join(', ')}.`,
+    );
+  }
+  return [...new Set(list)] as CountryCode[];
 }

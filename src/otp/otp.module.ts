@@ -84,7 +84,8 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
         const providers = options.providers ?? [new ConsoleOtpProvider()];
         if (
           process.env.NODE_ENV === 'production' &&
-          providers.some((p) => p instanceof ConsoleOtpProvider)
+          // By name: a host may wrap it (e.g. to limit its channels).
+          providers.some((p) => p instanceof ConsoleOtpProvider || p.name === 'console')
         ) {
           new Logger('OtpModule').warn(
             'The console provider prints every code to stdout and delivers nothing: ' +
