@@ -10,10 +10,10 @@ import {
   rmSync,
   symlinkSync,
 } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { freePort } from './support/free-port.js';
 
 /**
  * `npm start` with no DATABASE_URL, from a project inside a folder closed to other users (mode 700,
@@ -58,14 +58,6 @@ function makeClosedProject(): ClosedProject {
   const project = { home, app, tmp };
   made.push(project);
   return project;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 interface StartedApp {

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { freePort } from './free-port.js';
 
 /** A webhook receiver on 127.0.0.1 that keeps every message the app posts. */
 export interface WebhookSink {
@@ -104,13 +105,4 @@ export async function postJson(
     headers: res.headers,
     body: (await res.json()) as Record<string, unknown>,
   };
-}
-
-/** A port nothing listens on now: the system picks it, so it never collides with one in use. */
-async function freePort(): Promise<number> {
-  const server = createTcpServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

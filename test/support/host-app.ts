@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { cpSync, readdirSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
 
 /**
  * The packed library in a real host: `npm pack` of this repository, installed into
@@ -114,15 +113,6 @@ export async function installTarball(dir: string, tarball: string): Promise<void
   await runOk(process.execPath, [join('node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], {
     cwd: dir,
   });
-}
-
-/** A port nothing listens on now. */
-export async function freePort(): Promise<number> {
-  const server = createTcpServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 export interface HostApp {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { freePort } from './free-port.js';
 
 /**
  * A throwaway `redis-server` on 127.0.0.1 and a port of its own, nothing persisted, for tests that
@@ -16,15 +16,6 @@ export interface RedisServer {
   restart(): Promise<void>;
   /** Stops it for good (SIGKILL too: there is nothing to save). */
   stop(): Promise<void>;
-}
-
-/** A port nothing listens on now, picked by the system so it never collides with one in use. */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Spawns redis-server and resolves once it accepts connections. */
