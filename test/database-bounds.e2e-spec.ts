@@ -167,6 +167,36 @@ describe('bounded waits on the database', () => {
     expect((await app.http.post('/otp/send').send({ destination: other })).status).toBe(202);
   });
 
+  it.each([
+    ['fails', true],
+    ['succeeds', false],
+  ])(
+    'POST /otp/send: when the delivery %s but its outcome cannot be written (a lock), the answer is a 503 and the code never verifies',
+    async (_name, failing) => {
+      const app = await start({ lockTimeoutMs: 800 });
+      const destination = uniqueEmail();
+      // The lock arrives after the insert, while the code is out for delivery.
+      const deliver = app.provider.deliver.bind(app.provider);
+      let code = '';
+      app.provider.deliver = async (message) => {
+        code = message.code;
+        await lock('LOCK TABLE otp_requests IN ACCESS EXCLUSIVE MODE');
+        if (failing) throw new Error('provider down');
+        return deliver(message);
+      };
+      const res = await app.http.post('/otp/send').send({ destination });
+      expectUnavailable(res);
+      await release();
+      app.provider.deliver = deliver;
+
+      // The row is there, its outcome unrecorded: it must not verify, whatever the provider did.
+      expect(await rowsFor(destination)).toBe(1);
+      expect(code).toMatch(/^\d{6}$/);
+      const verify = await app.http.post('/otp/verify').send({ destination, code });
+      expect(verify.status).toBe(410);
+    },
+  );
+
   it("leaves the host's own connections alone: their sessions keep the server's defaults", async () => {
     const app = await start({ statementTimeoutMs: 1_234, lockTimeoutMs: 567 });
     const sent = await app.http.post('/otp/send').send({ destination: uniqueEmail() });

@@ -277,6 +277,9 @@ const RESERVE_ATTEMPT = new Statement<
       WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         AND code_hash IS NOT NULL
+        -- Only a code whose delivery was recorded: one whose outcome could not be written (the
+        -- database refused it) is never usable, so a 503 send leaves no working code behind.
+        AND delivery_status = 'sent'
       RETURNING id, code_hash, attempts_used, max_attempts),
    -- A code seen past its expiry can never verify: drop its hash now, not at the next purge.
    expired AS (
