@@ -94,7 +94,8 @@ export async function runOtpMigrations(databaseUrl: string): Promise<void> {
   });
   await dataSource.initialize();
   try {
-    await dataSource.runMigrations({ transaction: 'all' });
+    // 'each': the index migration builds CONCURRENTLY, outside any transaction.
+    await dataSource.runMigrations({ transaction: 'each' });
   } finally {
     await dataSource.destroy();
   }

@@ -137,16 +137,44 @@ describe('retention', () => {
     }
   });
 
-  it('npm run otp:purge removes old rows and says how many', async () => {
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    promisify(execFile)('node', ['build/src/cli/nest-otp.js', ...args], {
+      env: { ...process.env, DATABASE_URL: url, ...env },
+    });
+
+  it('npx nest-otp purge --dry-run says what would go and changes nothing; then purge removes it', async () => {
     await sql('DELETE FROM otp_requests');
     await seed(12, 48 * 3600);
     await seed(3, 10);
-    const { stdout } = await promisify(execFile)('node', ['build/scripts/purge.js'], {
-      env: { ...process.env, DATABASE_URL: url },
-    });
+    const dry = await cli(['purge', '--dry-run']);
+    expect(dry.stdout).toMatch(/would remove 12 rows older than 86400 s/);
+    const [before] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+    expect(before?.n).toBe(15);
+
+    const { stdout } = await cli(['purge', '--batch-size', '5']);
     expect(stdout).toMatch(/removed 12 rows/);
     const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
     expect(left?.n).toBe(3);
+  });
+
+  it('npx nest-otp purge takes --database-url and --older-than, and refuses a window under 24 h', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(4, 30 * 3600);
+    await seed(2, 60 * 3600);
+    const { stdout } = await cli(
+      ['purge', '--database-url', url, '--older-than', String(40 * 3600)],
+      {
+        DATABASE_URL: '',
+      },
+    );
+    expect(stdout).toMatch(/removed 2 rows older than 144000 s/);
+    await expect(cli(['purge', '--older-than', '3600'])).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/at least 86400/),
+    });
+    await expect(cli(['nonsense'])).rejects.toMatchObject({ code: 2 });
+    const [left] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_requests');
+    expect(left?.n).toBe(4);
   });
 
   it('the optional in-app schedule purges by itself', async () => {

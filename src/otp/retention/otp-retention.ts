@@ -9,6 +9,8 @@ export interface PurgeOptions {
   olderThanSeconds: number;
   /** Rows per DELETE statement, so no statement holds many locks or runs long. Default `1000`. */
   batchSize?: number;
+  /** Count what would go, change nothing. Default `false`. */
+  dryRun?: boolean;
 }
 
 export interface PurgeResult {
@@ -42,6 +44,7 @@ export async function purgeOtpRequests(
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError('batchSize must be a positive whole number.');
   }
+  if (options.dryRun) return countPurgeable(dataSource, options.olderThanSeconds);
   let deleted = 0;
   for (;;) {
     const [row] = await dataSource.query<{ n: number }[]>(
@@ -88,4 +91,21 @@ export async function purgeOtpRequests(
     if ((row?.n ?? 0) < batchSize) break;
   }
   return { deleted, hashesCleared };
+}
+
+/** What a purge would do now: the rows it would delete and the hashes it would drop. */
+async function countPurgeable(
+  dataSource: DataSource,
+  olderThanSeconds: number,
+): Promise<PurgeResult> {
+  const [row] = await dataSource.query<{ deleted: number; hashes: number }[]>(
+    `SELECT
+       (SELECT count(*)::int FROM otp_requests
+         WHERE created_at < statement_timestamp() - make_interval(secs => $1)) AS deleted,
+       (SELECT count(*)::int FROM otp_requests
+         WHERE code_hash IS NOT NULL AND expires_at < statement_timestamp()
+           AND created_at >= statement_timestamp() - make_interval(secs => $1)) AS hashes`,
+    [olderThanSeconds],
+  );
+  return { deleted: row?.deleted ?? 0, hashesCleared: row?.hashes ?? 0 };
 }
