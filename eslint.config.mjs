@@ -26,6 +26,15 @@ export default tseslint.config(
     },
   },
   {
+    // The example page's plain browser script: no TypeScript project to type-check it against.
+    files: ['example/page/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: 'script',
+      parserOptions: { projectService: false, project: null },
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       // supertest bodies are `any` by design; asserting on them is the point of a test.

@@ -18,4 +18,5 @@ export default new DataSource({
   url,
   migrations: otpMigrations,
   migrationsTableName: 'migrations',
+  migrationsTransactionMode: 'each',
 });

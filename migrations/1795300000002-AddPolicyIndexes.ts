@@ -1,24 +1,109 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
+/** The indexes, each as `CREATE INDEX … ON otp_requests <on>`. */
+const POLICY_INDEXES = [
+  {
+    name: 'otp_requests_destination_exhausted_at_idx',
+    on: '(destination, exhausted_at) WHERE exhausted_at IS NOT NULL',
+  },
+  {
+    name: 'otp_requests_destination_purpose_verified_at_idx',
+    on: '(destination, verified_at, purpose) WHERE verified_at IS NOT NULL',
+  },
+] as const;
+
+/**
+ * A concurrent build blocks no write while it waits (its SHARE UPDATE EXCLUSIVE lock conflicts
+ * with no INSERT, UPDATE or DELETE), but it waits for every transaction older than it to end: a
+ * minute lets ordinary traffic drain, and gives up on a session left idle in a transaction.
+ */
+const LOCK_TIMEOUT = '1min';
+/** Bounds one index build; a build stopped here leaves an INVALID index, which a rerun replaces. */
+const STATEMENT_TIMEOUT = '30min';
+
 /**
  * Indexes that keep a send's history read bounded however many rows a destination has: the policy
  * reads the newest exhausted codes and the newest verified code of a destination (and of one
  * purpose), each an index scan with a LIMIT on one of these.
+ *
+ * Online-safe on a live otp_requests: built CONCURRENTLY, so writes go on during the build. That
+ * cannot run in a transaction, hence `transaction = false` (TypeORM refuses to run it with
+ * `transaction: 'all'`, its default: run migrations with `migrationsTransactionMode: 'each'`).
+ * Rerunnable after a failure: IF NOT EXISTS / IF EXISTS, and an INVALID index that a failed
+ * concurrent build left behind is dropped and built again.
  */
 export class AddPolicyIndexes1795300000002 implements MigrationInterface {
   name = 'AddPolicyIndexes1795300000002';
+  transaction = false;
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query(`
-      CREATE INDEX otp_requests_destination_exhausted_at_idx
-        ON otp_requests (destination, exhausted_at) WHERE exhausted_at IS NOT NULL`);
-    await queryRunner.query(`
-      CREATE INDEX otp_requests_destination_purpose_verified_at_idx
-        ON otp_requests (destination, verified_at, purpose) WHERE verified_at IS NOT NULL`);
+    await withSessionTimeouts(queryRunner, async () => {
+      const invalid = await invalidIndexes(queryRunner);
+      for (const index of POLICY_INDEXES) {
+        if (invalid.includes(index.name)) {
+          await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
+        }
+        await queryRunner.query(
+          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${index.name}\n  ON otp_requests ${index.on}`,
+        );
+      }
+    });
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query(`DROP INDEX otp_requests_destination_purpose_verified_at_idx`);
-    await queryRunner.query(`DROP INDEX otp_requests_destination_exhausted_at_idx`);
+    if (queryRunner.isTransactionActive) {
+      // TypeORM reverts in a transaction even with `transaction = false` (typeorm/typeorm#11058),
+      // where CONCURRENTLY cannot run. A plain drop only updates the catalog, but under an ACCESS
+      // EXCLUSIVE lock: a short lock_timeout keeps writes from queueing behind it for long.
+      await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
+      await queryRunner.query(`SET LOCAL statement_timeout = '1min'`);
+      await queryRunner.query(
+        `DROP INDEX IF EXISTS ${POLICY_INDEXES.map((index) => index.name).join(', ')}`,
+      );
+      return;
+    }
+    await withSessionTimeouts(queryRunner, async () => {
+      for (const index of [...POLICY_INDEXES].reverse()) {
+        await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
+      }
+    });
   }
+}
+
+/**
+ * Runs `work` with the timeouts set for the session. Outside a transaction a SET outlives the
+ * migration on a pooled connection, so they are RESET afterwards, also when `work` fails.
+ */
+async function withSessionTimeouts(
+  queryRunner: QueryRunner,
+  work: () => Promise<void>,
+): Promise<void> {
+  const reset = async () => {
+    await queryRunner.query('RESET statement_timeout');
+    await queryRunner.query('RESET lock_timeout');
+  };
+  await queryRunner.query(`SET lock_timeout = '${LOCK_TIMEOUT}'`);
+  await queryRunner.query(`SET statement_timeout = '${STATEMENT_TIMEOUT}'`);
+  try {
+    await work();
+  } catch (error) {
+    // The migration's own error says what went wrong, not a failed RESET on a broken connection.
+    await reset().catch(() => undefined);
+    throw error;
+  }
+  await reset();
+}
+
+/** Names of this migration's indexes that exist but are INVALID (pg_index.indisvalid). */
+async function invalidIndexes(queryRunner: QueryRunner): Promise<string[]> {
+  const names = POLICY_INDEXES.map((index) => `to_regclass('${index.name}')`).join(',\n    ');
+  const rows = (await queryRunner.query(
+    `-- An INVALID index, left by a failed CREATE INDEX CONCURRENTLY, would be kept by IF NOT EXISTS:
+-- the migration drops it (DROP INDEX CONCURRENTLY) first. Rerunning by hand: drop what this lists.
+SELECT c.relname AS name
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE NOT i.indisvalid AND i.indexrelid IN (
+    ${names})`,
+  )) as { name: string }[];
+  return rows.map((row) => row.name);
 }

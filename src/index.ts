@@ -80,3 +80,13 @@ export {
   type PurgeOptions,
   type PurgeResult,
 } from './otp/retention/otp-retention.js';
+export {
+  OTP_EVENTS,
+  type OtpDeliveryFailedEventPayload,
+  type OtpEventName,
+  type OtpEventPayload,
+  type OtpEventPayloads,
+  type OtpExhaustedEventPayload,
+  type OtpFailedEventPayload,
+  type OtpLockedEventPayload,
+} from './otp/events/otp-events.js';

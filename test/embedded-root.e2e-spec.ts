@@ -42,6 +42,8 @@ function makeClosedProject(): ClosedProject {
   mkdirSync(join(app, 'node_modules'), { recursive: true });
   cpSync('package.json', join(app, 'package.json'));
   cpSync('build', join(app, 'build'), { recursive: true });
+  // The example's page is served from its source folder (tsc copies no static files).
+  cpSync(join('example', 'page'), join(app, 'example', 'page'), { recursive: true });
   // What the database server runs is copied, so it really sits in the closed folder; the rest is
   // only loaded by node itself, so links are enough.
   for (const name of readdirSync('node_modules')) {

@@ -17,6 +17,7 @@ import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { pickLocale } from './http/accept-language.js';
+import { ApiOtpController, ApiOtpSend, ApiOtpStatus, ApiOtpVerify } from './openapi/otp-openapi.js';
 import {
   OtpService,
   type OtpRequestView,
@@ -42,8 +43,9 @@ type SendBody = Pick<SendOtpDto, keyof SendOtpDto>;
 /**
  * The OTP routes: HTTP in, one service call, HTTP out. Mounted under the configured prefix by
  * `OtpModule` (see `createOtpController`), throttled per IP, every error in the contract's shape
- * through the routes' own filter.
+ * through the routes' own filter. Described for OpenAPI when the host has `@nestjs/swagger`.
  */
+@ApiOtpController()
 @UseFilters(OtpRoutesExceptionFilter)
 @UseGuards(OtpThrottlerGuard)
 export class OtpController {
@@ -51,6 +53,7 @@ export class OtpController {
 
   @Post('send')
   @HttpCode(HttpStatus.ACCEPTED)
+  @ApiOtpSend()
   send(
     @OtpBody(SendOtpDto) body: SendBody,
     @Headers('idempotency-key') idempotencyKey?: string,
@@ -62,11 +65,13 @@ export class OtpController {
 
   @Post('verify')
   @HttpCode(HttpStatus.OK)
+  @ApiOtpVerify()
   verify(@OtpBody(VerifyOtpDto) body: VerifyOtpInput): Promise<VerifyOtpResult> {
     return this.otp.verify(body);
   }
 
   @Get('requests/:requestId')
+  @ApiOtpStatus()
   status(@Param('requestId') requestId: string): Promise<OtpRequestView> {
     return this.otp.status(requestId);
   }

@@ -13,8 +13,11 @@ import { ConsoleOtpProvider } from './delivery/console.provider.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
 import { OtpProvidersLifecycle } from './delivery/otp-providers.lifecycle.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
+import { OtpObservers } from './events/otp-observers.js';
+import { OtpHealthProbe } from './health/otp-health.probe.js';
 import { OtpTokenGuard } from './guards/otp-token.guard.js';
 import { OtpBodyMiddleware } from './http/otp-body.middleware.js';
+import { OtpFastifyRoutes } from './http/otp-fastify-routes.js';
 import { OtpRoutesErrorHandler } from './http/otp-routes-error-handler.js';
 import {
   OTP_DATA_SOURCE,
@@ -121,6 +124,9 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     },
     OtpRequestRepository,
     OtpSchemaCheck,
+    // Events (when the host has @nestjs/event-emitter) and `OTP_OBSERVER`s such as metrics.
+    OtpObservers,
+    OtpHealthProbe,
     OtpRetentionService,
     OtpDeliveryService,
     OtpProvidersLifecycle,
@@ -129,6 +135,7 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OtpTokenGuard,
     OtpRoutesExceptionFilter,
     OtpRoutesErrorHandler,
+    OtpFastifyRoutes,
   ],
   exports: [
     OTP_OPTIONS,
@@ -137,15 +144,24 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OtpService,
     OtpTokenGuard,
     OtpThrottlerGuard,
+    // For `OtpHealthIndicator` (nest-otp/health) in the host's own module.
+    OtpHealthProbe,
   ],
 })
 export class OtpModule extends OtpConfigurableModule implements NestModule {
-  constructor(@Inject(OTP_CONTROLLER) private readonly controller: Type | null) {
+  constructor(
+    @Inject(OTP_CONTROLLER) private readonly controller: Type | null,
+    private readonly fastifyRoutes: OtpFastifyRoutes,
+  ) {
     super();
   }
 
-  /** The body limit applies to the OTP routes only. */
+  /**
+   * The body limit and JSON-only rule apply to the OTP routes only: a middleware on Express; on
+   * Fastify, where middleware runs before the body is read, the routes' own options and hooks.
+   */
   configure(consumer: MiddlewareConsumer): void {
-    if (this.controller) consumer.apply(OtpBodyMiddleware).forRoutes(this.controller);
+    if (!this.controller || this.fastifyRoutes.install()) return;
+    consumer.apply(OtpBodyMiddleware).forRoutes(this.controller);
   }
 }

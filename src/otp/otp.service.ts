@@ -14,6 +14,8 @@ import { SendOtpInputDto } from './dto/send-otp.dto.js';
 import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { isDatabaseUnavailable } from './errors/database-unavailable.js';
+import type { OtpSendOutcome, OtpSubject, OtpVerifyOutcome } from './events/otp-observer.js';
+import { OtpObservers } from './events/otp-observers.js';
 import {
   AttemptsExceededError,
   ChannelNotAllowedError,
@@ -112,6 +114,22 @@ const MAX_SEND_ROUNDS = 10;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
+/** What a send learned before it ended, for its observation (masked destination only). */
+interface SendTrace {
+  subject?: OtpSubject;
+  replayed?: boolean;
+}
+
+/** What a verify learned before it ended. */
+interface VerifyTrace {
+  subject?: OtpSubject;
+  /** The normalized destination, to look up the channel; never reported. */
+  destination?: string;
+  attemptsRemaining?: number;
+  /** This guess used the code's last attempt. */
+  exhaustedNow?: boolean;
+}
+
 /**
  * The three flows (send, verify, status) and token consumption. It loads history, asks the pure
  * policy, and writes; it knows nothing of HTTP. Errors are the typed `OtpError`s.
@@ -129,6 +147,7 @@ export class OtpService {
     private readonly requests: OtpRequestRepository,
     private readonly delivery: OtpDeliveryService,
     private readonly retention: OtpRetentionService,
+    private readonly observers: OtpObservers,
   ) {
     this.policy = options;
   }
@@ -137,15 +156,48 @@ export class OtpService {
    * Sends a fresh code, superseding the flow's earlier one. Throws `SendLimitedError` (429) when a
    * cooldown, lockout or cap applies, `DeliveryFailedError` (503) when no channel carried it.
    */
-  send(input: SendOtpInput): Promise<SendOtpResult> {
-    return this.databaseBound(() => this.sendValidated(validateOtpInput(SendOtpInputDto, input)));
+  async send(input: SendOtpInput): Promise<SendOtpResult> {
+    const started = performance.now();
+    const trace: SendTrace = {};
+    try {
+      const result = await this.databaseBound(() =>
+        this.sendValidated(validateOtpInput(SendOtpInputDto, input), trace),
+      );
+      this.observers.sendFinished({
+        outcome: trace.replayed ? 'replayed' : 'sent',
+        subject: {
+          requestId: result.requestId,
+          purpose: result.purpose,
+          channel: result.channel,
+          destination: result.destination,
+        },
+        durationMs: performance.now() - started,
+        at: new Date(),
+      });
+      return result;
+    } catch (error) {
+      this.observers.sendFinished({
+        outcome: sendOutcome(error),
+        subject: trace.subject ?? null,
+        durationMs: performance.now() - started,
+        ...(error instanceof SendLimitedError ? { retryAfterSeconds: error.retryAfter } : {}),
+        at: new Date(),
+      });
+      throw error;
+    }
   }
 
-  private async sendValidated(input: SendOtpInputDto): Promise<SendOtpResult> {
+  private async sendValidated(input: SendOtpInputDto, trace: SendTrace): Promise<SendOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
     const channel = resolveChannel(destination, this.defaultChannel(destination, input.channel));
     if (!this.options.channels.includes(channel)) throw new ChannelNotAllowedError(channel);
     const purpose = this.checkPurpose(input.purpose);
+    trace.subject = {
+      requestId: null,
+      purpose,
+      channel,
+      destination: maskDestination(destination.value),
+    };
     const fallbackEmail = input.fallbackEmail
       ? normalizeDestination(input.fallbackEmail, this.options)
       : undefined;
@@ -173,9 +225,13 @@ export class OtpService {
       idempotencyKey,
       fingerprint,
     });
-    if ('replay' in outcome) return this.sendResult(outcome.replay);
+    if ('replay' in outcome) {
+      trace.replayed = true;
+      return this.sendResult(outcome.replay);
+    }
 
     const row = outcome.created;
+    trace.subject.requestId = id;
     const delivery = await this.delivery.deliver({
       requestId: id,
       channel,
@@ -225,11 +281,22 @@ export class OtpService {
    * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
    * guesses never evaluate more than `maxAttempts` and a code verifies once.
    */
-  verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
-    return this.databaseBound(() => this.verifyValidated(validateOtpInput(VerifyOtpDto, input)));
+  async verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
+    const started = performance.now();
+    const trace: VerifyTrace = {};
+    try {
+      const result = await this.databaseBound(() =>
+        this.verifyValidated(validateOtpInput(VerifyOtpDto, input), trace),
+      );
+      await this.reportVerify('verified', trace, started);
+      return result;
+    } catch (error) {
+      await this.reportVerify(verifyOutcome(error, trace), trace, started, error);
+      throw error;
+    }
   }
 
-  private async verifyValidated(input: VerifyOtpDto): Promise<VerifyOtpResult> {
+  private async verifyValidated(input: VerifyOtpDto, trace: VerifyTrace): Promise<VerifyOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
     const purpose = this.checkPurpose(input.purpose);
     const length = this.options.codeLength;
@@ -243,6 +310,13 @@ export class OtpService {
       await this.hasher.matches(input.code, 'decoy', await this.decoy());
       throw await this.noActiveCode(destination.value, purpose);
     }
+    trace.destination = destination.value;
+    trace.subject = {
+      requestId: attempt.id,
+      purpose,
+      channel: resolveChannel(destination, this.defaultChannel(destination)),
+      destination: maskDestination(destination.value),
+    };
 
     if (await this.hasher.matches(input.code, attempt.id, attempt.codeHash)) {
       const token = createVerificationToken();
@@ -257,9 +331,47 @@ export class OtpService {
     }
 
     const remaining = attempt.maxAttempts - attempt.attemptsUsed;
-    if (remaining >= 1) throw new InvalidCodeError(remaining);
+    if (remaining >= 1) {
+      trace.attemptsRemaining = remaining;
+      throw new InvalidCodeError(remaining);
+    }
     await this.requests.markExhausted(attempt.id);
+    trace.exhaustedNow = true;
     throw new AttemptsExceededError(await this.waitBeforeNextSend(destination.value, purpose));
+  }
+
+  /**
+   * Reports a finished verify. The channel a code went out on is not part of the attempt: it is
+   * looked up only when an observer reads it (the event bus), and a failed lookup leaves the
+   * destination's default channel in place.
+   */
+  private async reportVerify(
+    outcome: OtpVerifyOutcome,
+    trace: VerifyTrace,
+    started: number,
+    error?: unknown,
+  ): Promise<void> {
+    if (!this.observers.active) return;
+    const durationMs = performance.now() - started;
+    const { subject } = trace;
+    if (subject && trace.destination && this.observers.needsVerifyChannel) {
+      try {
+        const { latest } = await this.requests.findLatestInFlow(trace.destination, subject.purpose);
+        if (latest?.id === subject.requestId) subject.channel = latest.channel;
+      } catch {
+        // Reporting never changes the answer; the default channel stands.
+      }
+    }
+    this.observers.verifyFinished({
+      outcome,
+      subject: subject ?? null,
+      durationMs,
+      ...(trace.attemptsRemaining !== undefined
+        ? { attemptsRemaining: trace.attemptsRemaining }
+        : {}),
+      ...(error instanceof AttemptsExceededError ? { retryAfterSeconds: error.retryAfter } : {}),
+      at: new Date(),
+    });
   }
 
   /** A request's state, as the status route shows it. Throws `RequestNotFoundError` (404). */
@@ -442,4 +554,21 @@ export class OtpService {
       throw error;
     }
   }
+}
+
+function sendOutcome(error: unknown): OtpSendOutcome {
+  if (error instanceof SendLimitedError) return error.code === 'OTP_LOCKED' ? 'locked' : 'limited';
+  if (error instanceof DeliveryFailedError) return 'delivery_failed';
+  if (error instanceof ServiceUnavailableError) return 'unavailable';
+  return error instanceof OtpError ? 'rejected' : 'error';
+}
+
+function verifyOutcome(error: unknown, trace: VerifyTrace): OtpVerifyOutcome {
+  if (error instanceof InvalidCodeError) return 'invalid';
+  if (error instanceof AttemptsExceededError) {
+    return trace.exhaustedNow ? 'exhausted' : 'attempts_exceeded';
+  }
+  if (error instanceof CodeExpiredError) return 'expired';
+  if (error instanceof ServiceUnavailableError) return 'unavailable';
+  return error instanceof OtpError ? 'rejected' : 'error';
 }

@@ -15,7 +15,7 @@ import { startTestApp, type TestApp } from '../support/test-app.js';
 
 const RUN: EnumerationRun = {
   samples: 60,
-  tolerance: { minMs: 5, fraction: 0.25 },
+  tolerance: { minMs: 5, fraction: 0.4 },
   run: 'bcrypt 10',
 };
 

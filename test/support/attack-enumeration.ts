@@ -146,7 +146,7 @@ export function expectSameHeaderNames(c: Comparison): void {
  * The latency medians of both sides differ by no more than `minMs`, or `fraction` of the faster
  * median when that is more. Relative, so a busy machine (every request slower, and noisier) does
  * not fail it; still able to fail, since the leak it guards against, a missing decoy comparison, is
- * a whole hash comparison: about half of a verify's time at bcrypt cost 8, far over the fraction.
+ * a whole hash comparison: at bcrypt cost 8 several times the faster median, far over the fraction.
  */
 export function expectSameLatency(c: Comparison, tolerance: LatencyTolerance): void {
   const differenceMs = Math.abs(c.knownMedianMs - c.unknownMedianMs);

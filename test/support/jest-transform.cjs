@@ -26,7 +26,11 @@ module.exports = {
     // createRequire(import.meta.url) gets the module's own instead.
     const code = source
       .replace(/^(const|let|var) require = .*$/m, '')
-      .replace(/\bimport\.meta\.url\b/g, '("file://" + __filename)');
+      .replace(/\bimport\.meta\.url\b/g, '("file://" + __filename)')
+      .replace(/\bimport\.meta\.dirname\b/g, '__dirname')
+      .replace(/\bimport\.meta\.filename\b/g, '__filename')
+      // import.meta.resolve gives a file URL; require.resolve a path.
+      .replace(/\bimport\.meta\.resolve\(/g, '((s) => "file://" + require.resolve(s))(');
     const { outputText } = ts.transpileModule(code, { fileName: filename, compilerOptions });
     return { code: outputText };
   },

@@ -1,4 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { maskDestination } from '../destination/destination.js';
+import { OtpObservers } from '../events/otp-observers.js';
 import { OTP_OPTIONS, OTP_PROVIDERS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { OtpChannel } from '../otp.types.js';
@@ -41,6 +43,7 @@ export class OtpDeliveryService {
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
     @Inject(OTP_PROVIDERS) private readonly providers: OtpProvider[],
+    private readonly observers: OtpObservers,
   ) {}
 
   async deliver(request: DeliveryRequest): Promise<Delivery | null> {
@@ -87,6 +90,24 @@ export class OtpDeliveryService {
   }
 
   private async attempt(provider: OtpProvider, message: OtpMessage): Promise<boolean> {
+    const started = performance.now();
+    const ok = await this.boundedAttempt(provider, message);
+    if (this.observers.active) {
+      this.observers.deliveryAttempted({
+        requestId: message.requestId,
+        purpose: message.purpose,
+        channel: message.channel,
+        destination: maskDestination(message.destination),
+        provider: provider.name,
+        ok,
+        durationMs: performance.now() - started,
+        at: new Date(),
+      });
+    }
+    return ok;
+  }
+
+  private async boundedAttempt(provider: OtpProvider, message: OtpMessage): Promise<boolean> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

@@ -1,21 +1,38 @@
 import { IsIn, IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator';
 import { IsAbsentOr } from './is-absent-or.decorator.js';
+import { ApiProperty, ApiPropertyOptional } from '../openapi/swagger.js';
 import { OTP_CHANNELS, PURPOSE_PATTERN, type OtpChannel } from '../otp.types.js';
 
 /** Body of `POST /otp/send`. */
 export class SendOtpDto {
   /** Email address or phone number (E.164, or national in the default region). */
+  @ApiProperty({
+    description:
+      'An email address, or a phone number (E.164, or national in the configured default region).',
+    maxLength: 254,
+    example: 'ada@example.com',
+  })
   @IsString()
   @IsNotEmpty()
   @MaxLength(254)
   destination!: string;
 
   /** `sms`, `voice` or `email`; default `email` for an email address, `sms` for a phone. */
+  @ApiPropertyOptional({
+    enum: [...OTP_CHANNELS],
+    description: 'Default `email` for an email address, `sms` for a phone.',
+  })
   @IsAbsentOr()
   @IsIn(OTP_CHANNELS)
   channel?: OtpChannel;
 
   /** What the code is for; default `login`. */
+  @ApiPropertyOptional({
+    description: 'What the code is for; a code verifies only for its own purpose.',
+    pattern: PURPOSE_PATTERN.source,
+    default: 'login',
+    example: 'login',
+  })
   @IsAbsentOr()
   @IsString()
   @Matches(PURPOSE_PATTERN)

@@ -1,4 +1,5 @@
 import { HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { JSON_ONLY_MESSAGE } from '../http/otp-body-rules.js';
 import { isDatabaseUnavailable } from './database-unavailable.js';
 import {
   OtpError,
@@ -37,6 +38,33 @@ export function fromBodyParser(error: unknown): OtpError | null {
 }
 
 /**
+ * Fastify's errors while it reads a body (`@fastify/error`s with a `FST_ERR_CTP_*` code and a 4xx
+ * `statusCode`, or a stream error it gave a 400): they reach the OTP routes' own Fastify error
+ * handler unmapped.
+ */
+export function fromFastify(error: unknown): OtpError | null {
+  const e = error as { code?: unknown; statusCode?: unknown; name?: unknown } | null;
+  if (error instanceof HttpException || typeof e?.statusCode !== 'number') return null;
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (!code.startsWith('FST_') && e.name !== 'FastifyError') return null;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new PayloadTooLargeError();
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ValidationFailedError(['request body is not valid JSON']);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ValidationFailedError(['request body is empty']);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ValidationFailedError([JSON_ONLY_MESSAGE]);
+  }
+  if (e.statusCode === 413) return new PayloadTooLargeError();
+  if (e.statusCode >= 400 && e.statusCode < 500) {
+    return new ValidationFailedError([`request body could not be read (${code || 'error'})`]);
+  }
+  return null;
+}
+
+/**
  * Seconds a throttler that is not ours asked the client to wait: @nestjs/throttler sets
  * `Retry-After` (or `Retry-After-<name>` for a named throttler) on the response before it throws.
  */
@@ -53,9 +81,9 @@ function retryAfterFrom(response: ResponseHeaders | undefined): number | null {
 
 /**
  * Maps whatever reached the OTP routes to the contract: typed `OtpError`s as they are, anything a
- * host or framework threw (its throttler's 429, its pipes' 400s, body-parser errors) to the
- * contract's code for that status, an unreachable database to 503, and anything else to a bare 500
- * that reveals nothing.
+ * host or framework threw (its throttler's 429, its pipes' 400s, body-parser or Fastify parser
+ * errors) to the contract's code for that status, an unreachable database to 503, and anything
+ * else to a bare 500 that reveals nothing.
  */
 export function toOtpError(
   exception: unknown,
@@ -63,7 +91,7 @@ export function toOtpError(
   fallbackRetryAfterSeconds: number,
 ): OtpError {
   if (exception instanceof OtpError) return exception;
-  const fromParser = fromBodyParser(exception);
+  const fromParser = fromBodyParser(exception) ?? fromFastify(exception);
   if (fromParser) return fromParser;
   if (exception instanceof HttpException) {
     const status = exception.getStatus();

@@ -3,17 +3,17 @@ import type { IncomingMessage } from 'node:http';
 import { PayloadTooLargeError, ValidationFailedError } from '../errors/otp.errors.js';
 import { OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
+import { checkBodyEncoding, checkBodyHeaders, declaredLength } from './otp-body-rules.js';
 
 type OtpHttpRequest = IncomingMessage & { body?: unknown };
-
-const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 /**
  * Enforces the OTP routes' body limit (`bodyLimitBytes`, 16 KiB) without touching the host's body
  * parsers: a body the host's parser accepted but that is over the limit is a 413 here; a body no
  * parser read (a host with `bodyParser: false`) is read and parsed here, within the limit. Errors go
  * to `next`, where the OTP routes' error handler answers them in the contract's shape. Bodies
- * must be JSON.
+ * must be JSON. Express only: on Fastify, Nest middleware sees the raw request before Fastify reads
+ * the body, so `OtpFastifyRoutes` enforces the same rules with the routes' own options and hooks.
  */
 @Injectable()
 export class OtpBodyMiddleware implements NestMiddleware<OtpHttpRequest> {
@@ -21,16 +21,10 @@ export class OtpBodyMiddleware implements NestMiddleware<OtpHttpRequest> {
 
   use(request: OtpHttpRequest, _response: unknown, next: (error?: unknown) => void): void {
     const limit = this.options.bodyLimitBytes;
-    const declared = Number(request.headers['content-length'] ?? NaN);
-    if (declared > limit) return next(new PayloadTooLargeError());
+    const refused = checkBodyHeaders(request.headers, limit);
+    if (refused) return next(refused);
+    const declared = declaredLength(request.headers);
     const hasBody = declared > 0 || request.headers['transfer-encoding'] !== undefined;
-    if (hasBody && !JSON_TYPE.test(request.headers['content-type'] ?? '')) {
-      // JSON only: a form post (which any web page can make cross-site) is refused, even where the
-      // host's own urlencoded parser has already read it.
-      return next(
-        new ValidationFailedError(['request body must be JSON (Content-Type: application/json)']),
-      );
-    }
     if (request.body !== undefined) {
       // Chunked bodies declare no length: measure what the host's parser kept.
       if (Number.isNaN(declared) && jsonBytes(request.body) > limit) {
@@ -39,14 +33,9 @@ export class OtpBodyMiddleware implements NestMiddleware<OtpHttpRequest> {
       return next();
     }
     if (!hasBody || request.readableEnded) return next();
-    // Read here only when no parser did: plain UTF-8, as JSON is (RFC 8259), never compressed.
-    const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase();
-    const charset = /;\s*charset\s*=\s*"?([\w-]+)/i.exec(
-      request.headers['content-type'] ?? '',
-    )?.[1];
-    if (encoding !== 'identity' || (charset && !/^utf-?8$/i.test(charset))) {
-      return next(new ValidationFailedError(['request body must be uncompressed UTF-8 JSON']));
-    }
+    // Read here only when no parser did.
+    const undecodable = checkBodyEncoding(request.headers);
+    if (undecodable) return next(undecodable);
     readJson(request, limit).then((body) => {
       request.body = body;
       next();

@@ -44,19 +44,8 @@ export class OtpSchemaCheck implements OnModuleInit {
     );
   }
 
-  private async missingRelations(): Promise<string[]> {
-    const rows: { name: string }[] = await this.dataSource.query(
-      `SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL
-       UNION ALL
-       SELECT wanted FROM unnest($2::text[]) AS wanted
-        WHERE NOT EXISTS (
-          SELECT 1 FROM information_schema.columns c
-           WHERE c.table_schema = current_schema()
-             AND c.table_name = split_part(wanted, '.', 1)
-             AND c.column_name = split_part(wanted, '.', 2))`,
-      [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS],
-    );
-    return rows.map((r) => r.name);
+  private missingRelations(): Promise<string[]> {
+    return findMissingOtpSchema(this.dataSource);
   }
 
   /**
@@ -67,7 +56,16 @@ export class OtpSchemaCheck implements OnModuleInit {
     const lock = this.dataSource.createQueryRunner();
     await lock.connect();
     try {
-      await lock.query('SELECT pg_advisory_lock(hashtext($1))', ['nest-otp:migrations']);
+      // Polled, not pg_advisory_lock: a session blocked in it holds a snapshot, and CREATE INDEX
+      // CONCURRENTLY waits for every older snapshot, so the waiting instances would stall the
+      // migration the lock holder runs (until its lock_timeout). Between tries none is held.
+      for (;;) {
+        const [row] = (await lock.query('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [
+          'nest-otp:migrations',
+        ])) as { locked: boolean }[];
+        if (row?.locked) break;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
       const migrator = new DataSource({
         ...this.dataSource.options,
         entities: [],
@@ -79,7 +77,8 @@ export class OtpSchemaCheck implements OnModuleInit {
       } as DataSourceOptions);
       await migrator.initialize();
       try {
-        const applied = await migrator.runMigrations({ transaction: 'all' });
+        // 'each': the index migration builds CONCURRENTLY, outside any transaction.
+        const applied = await migrator.runMigrations({ transaction: 'each' });
         this.logger.log(`applied ${applied.length} nest-otp migration(s)`);
       } finally {
         await migrator.destroy();
@@ -89,4 +88,24 @@ export class OtpSchemaCheck implements OnModuleInit {
       await lock.release();
     }
   }
+}
+
+/**
+ * The module's tables, indexes and columns (`OTP_SCHEMA_RELATIONS`, `OTP_SCHEMA_COLUMNS`) missing
+ * from the database, by name; empty once every migration ran. One query; rejects when the
+ * database cannot be reached. The start-up check and `OtpHealthIndicator` both use it.
+ */
+export async function findMissingOtpSchema(dataSource: DataSource): Promise<string[]> {
+  const rows: { name: string }[] = await dataSource.query(
+    `SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NULL
+     UNION ALL
+     SELECT wanted FROM unnest($2::text[]) AS wanted
+      WHERE NOT EXISTS (
+        SELECT 1 FROM information_schema.columns c
+         WHERE c.table_schema = current_schema()
+           AND c.table_name = split_part(wanted, '.', 1)
+           AND c.column_name = split_part(wanted, '.', 2))`,
+    [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS],
+  );
+  return rows.map((r) => r.name);
 }

@@ -1,0 +1,420 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { DataSource } from 'typeorm';
+import { createUniqueDatabase, dropDatabase } from '../example/database.js';
+import { AddPolicyIndexes1795300000002 } from '../migrations/1795300000002-AddPolicyIndexes.js';
+import { OTP_SCHEMA_RELATIONS, otpMigrations } from '../migrations/index.js';
+import { migrationsSqlDir } from '../scripts/migrations-sql.js';
+
+const adminUrl = (): string => {
+  const url = process.env.TEST_ADMIN_DATABASE_URL;
+  if (!url) throw new Error('TEST_ADMIN_DATABASE_URL is not set: run the tests through jest.');
+  return url;
+};
+
+const POLICY_INDEXES = [
+  'otp_requests_destination_exhausted_at_idx',
+  'otp_requests_destination_purpose_verified_at_idx',
+];
+
+const databases: string[] = [];
+async function freshDatabase(): Promise<string> {
+  const url = await createUniqueDatabase(adminUrl(), 'nest_otp_migsql');
+  databases.push(url);
+  return url;
+}
+
+afterAll(async () => {
+  for (const url of databases) await dropDatabase(adminUrl(), url);
+});
+
+async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Runs migrations as a host does: TypeORM, each migration in its own transaction unless it says. */
+async function runMigrations(
+  url: string,
+  migrations: readonly (typeof otpMigrations)[number][] = otpMigrations,
+): Promise<void> {
+  const dataSource = await new DataSource({
+    type: 'postgres',
+    url,
+    migrations: [...migrations],
+  }).initialize();
+  try {
+    await dataSource.runMigrations({ transaction: 'each' });
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
+/**
+ * Splits a SQL file into statements as psql does: at semicolons outside quotes, dollar quotes and
+ * comments (which are dropped).
+ */
+function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  let i = 0;
+  while (i < sql.length) {
+    const rest = sql.slice(i);
+    const ch = sql[i] as string;
+    if (rest.startsWith('--')) {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? sql.length : end + 1;
+      current += ' ';
+    } else if (rest.startsWith('/*')) {
+      i = sql.indexOf('*/', i + 2) + 2;
+      current += ' ';
+    } else if (ch === "'" || ch === '"') {
+      let j = i + 1;
+      while (j < sql.length && !(sql[j] === ch && sql[j + 1] !== ch)) j += sql[j] === ch ? 2 : 1;
+      current += sql.slice(i, j + 1);
+      i = j + 1;
+    } else if (/^\$(?:[A-Za-z_]\w*)?\$/.test(rest)) {
+      const tag = (/^\$(?:[A-Za-z_]\w*)?\$/.exec(rest) as RegExpExecArray)[0];
+      const end = sql.indexOf(tag, i + tag.length) + tag.length;
+      current += sql.slice(i, end);
+      i = end;
+    } else if (ch === ';') {
+      if (current.trim() !== '') statements.push(current.trim());
+      current = '';
+      i += 1;
+    } else {
+      current += ch;
+      i += 1;
+    }
+  }
+  if (current.trim() !== '') statements.push(current.trim());
+  return statements;
+}
+
+/**
+ * Applies one file of migrations/sql/ as its header says: in one transaction (psql
+ * --single-transaction), or statement by statement outside any.
+ */
+async function applySqlFile(url: string, name: string): Promise<void> {
+  const sql = readFileSync(join(migrationsSqlDir(), name), 'utf8');
+  const outside = /^-- Run OUTSIDE a transaction/m.test(sql);
+  await withClient(url, async (client) => {
+    if (outside) {
+      for (const statement of splitStatements(sql)) await client.query(statement);
+      return;
+    }
+    await client.query('BEGIN');
+    try {
+      for (const statement of splitStatements(sql)) await client.query(statement);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    }
+  });
+}
+
+const sqlFiles = (direction: 'up' | 'down'): string[] =>
+  readdirSync(migrationsSqlDir())
+    .filter((name) => name.endsWith(`.${direction}.sql`))
+    .sort();
+
+/** Tables, columns, indexes and constraints of the current schema, TypeORM's own table left out. */
+async function schemaOf(url: string): Promise<Record<string, unknown[]>> {
+  const own = `n.nspname = current_schema() AND t.relname NOT IN ('migrations', 'typeorm_metadata')`;
+  return withClient(url, async (client) => {
+    const rows = async (sql: string): Promise<unknown[]> =>
+      (await client.query(sql)).rows as unknown[];
+    return {
+      // Tables, views, sequences; indexes below, with their tables.
+      relations: await rows(`
+        SELECT t.relname AS name, t.relkind AS kind FROM pg_class t
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE ${own} AND t.relname <> 'migrations_id_seq' AND t.relkind NOT IN ('i', 'I', 'c', 't')
+         ORDER BY 1`),
+      columns: await rows(`
+        SELECT t.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
+               a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default
+          FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE ${own} AND t.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY 1, a.attnum`),
+      indexes: await rows(`
+        SELECT t.relname AS table, i.relname AS index, pg_get_indexdef(x.indexrelid) AS definition,
+               x.indisvalid AS valid
+          FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+          JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE ${own} ORDER BY 2`),
+      constraints: await rows(`
+        SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition
+          FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE ${own} ORDER BY 1, 2`),
+    };
+  });
+}
+
+async function policyIndexes(
+  url: string,
+): Promise<{ name: string; valid: boolean; oid: number }[]> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ name: string; valid: boolean; oid: number }>(
+      `SELECT i.relname AS name, x.indisvalid AS valid, i.oid::int AS oid
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+        WHERE i.relname = ANY($1) ORDER BY 1`,
+      [POLICY_INDEXES],
+    );
+    return rows;
+  });
+}
+
+const INSERT_ONE = `
+  INSERT INTO otp_requests
+    (id, destination, purpose, channel, code_length, max_attempts, expires_at, resend_available_at)
+  VALUES (gen_random_uuid(), $1, 'login', 'email', 6, 3, now() + interval '5 minutes', now())`;
+
+/** A table with history in it, as a live one has: 50k rows, a third exhausted, a third verified. */
+async function liveTable(): Promise<string> {
+  const url = await freshDatabase();
+  await runMigrations(url, otpMigrations.slice(0, 2));
+  await withClient(url, (client) =>
+    client.query(`
+      INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+                                expires_at, resend_available_at, exhausted_at, verified_at)
+      SELECT gen_random_uuid(), 'seed-' || i, 'login', 'sms', 6, 3, now(), now(),
+             CASE WHEN i % 3 = 0 THEN now() END, CASE WHEN i % 3 = 1 THEN now() END
+        FROM generate_series(1, 50000) AS i`),
+  );
+  return url;
+}
+
+interface Traffic {
+  /** How long each insert took, in ms, and when it started. */
+  inserts: { at: number; ms: number }[];
+  failures: unknown[];
+  stop(): Promise<void>;
+}
+
+/** One client inserting rows back to back, as sends do, until stopped. */
+async function insertTraffic(url: string): Promise<Traffic> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const traffic = { inserts: [] as { at: number; ms: number }[], failures: [] as unknown[] };
+  let running = true;
+  const loop = (async () => {
+    for (let n = 0; running; n += 1) {
+      const at = performance.now();
+      try {
+        await client.query(INSERT_ONE, [`live-${n}@example.com`]);
+      } catch (error) {
+        traffic.failures.push(error);
+      }
+      traffic.inserts.push({ at, ms: performance.now() - at });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  return {
+    ...traffic,
+    stop: async () => {
+      running = false;
+      await loop;
+      await client.end();
+    },
+  };
+}
+
+/**
+ * A second client's transaction that wrote a row and stays open for `ms`: an index build has to
+ * wait for it (a plain CREATE INDEX for its lock, a concurrent one for it to end).
+ */
+async function openWriteTransaction(
+  url: string,
+  ms: number,
+): Promise<{ committed: Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(INSERT_ONE, ['long-transaction@example.com']);
+  const committed = (async () => {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    await client.query('COMMIT');
+    await client.end();
+  })();
+  return { committed };
+}
+
+describe('migrations/sql/ applied as plain SQL (psql, Flyway, Sqitch)', () => {
+  it('the up files build the schema the TypeORM migrations build, and the down files remove it', async () => {
+    const fromSql = await freshDatabase();
+    const fromTypeorm = await freshDatabase();
+    for (const name of sqlFiles('up')) await applySqlFile(fromSql, name);
+    await runMigrations(fromTypeorm);
+
+    const built = await schemaOf(fromSql);
+    expect(built).toEqual(await schemaOf(fromTypeorm));
+    expect(built.relations).toEqual([
+      { name: 'otp_destinations', kind: 'r' },
+      { name: 'otp_requests', kind: 'r' },
+    ]);
+    expect(built.indexes).toEqual(
+      expect.arrayContaining(
+        OTP_SCHEMA_RELATIONS.filter((name) => name.endsWith('_idx')).map((index) =>
+          expect.objectContaining({ index, valid: true }),
+        ),
+      ),
+    );
+
+    for (const name of sqlFiles('down').reverse()) await applySqlFile(fromSql, name);
+    expect(await schemaOf(fromSql)).toEqual({
+      relations: [],
+      columns: [],
+      indexes: [],
+      constraints: [],
+    });
+  }, 120_000);
+});
+
+describe('AddPolicyIndexes (online-safe)', () => {
+  it('reverts with TypeORM in a transaction (as migration:revert does) and outside one', async () => {
+    const url = await freshDatabase();
+    await runMigrations(url);
+    const dataSource = await new DataSource({
+      type: 'postgres',
+      url,
+      migrations: otpMigrations,
+    }).initialize();
+    try {
+      // typeorm/typeorm#11058: a revert runs in a transaction whatever the migration says.
+      await dataSource.undoLastMigration({ transaction: 'each' });
+      await dataSource.undoLastMigration({ transaction: 'each' });
+      expect(await policyIndexes(url)).toEqual([]);
+      await dataSource.runMigrations({ transaction: 'each' });
+      expect((await policyIndexes(url)).map((i) => i.valid)).toEqual([true, true]);
+      await dataSource.undoLastMigration({ transaction: 'none' });
+      await dataSource.undoLastMigration({ transaction: 'none' });
+      expect(await policyIndexes(url)).toEqual([]);
+    } finally {
+      await dataSource.destroy();
+    }
+  }, 120_000);
+
+  it('resets the session timeouts it set, also when it fails', async () => {
+    const url = await freshDatabase();
+    const dataSource = await new DataSource({ type: 'postgres', url }).initialize();
+    const runner = dataSource.createQueryRunner();
+    try {
+      const timeouts = () =>
+        runner.query(`SELECT current_setting('lock_timeout') AS lock,
+                             current_setting('statement_timeout') AS statement`);
+      const before: unknown = await timeouts();
+      // No otp_requests yet: the first CREATE INDEX fails.
+      await expect(new AddPolicyIndexes1795300000002().up(runner)).rejects.toThrow(/otp_requests/);
+      expect(await timeouts()).toEqual(before);
+      await runMigrations(url, otpMigrations.slice(0, 2));
+      await new AddPolicyIndexes1795300000002().up(runner);
+      expect(await timeouts()).toEqual(before);
+      await new AddPolicyIndexes1795300000002().down(runner);
+      expect(await timeouts()).toEqual(before);
+      expect(await policyIndexes(url)).toEqual([]);
+    } finally {
+      await runner.release();
+      await dataSource.destroy();
+    }
+  }, 120_000);
+
+  it('rebuilds an index a failed concurrent build left INVALID, and keeps a valid one', async () => {
+    const url = await freshDatabase();
+    await runMigrations(url, otpMigrations.slice(0, 2));
+    await withClient(url, async (client) => {
+      await client.query(INSERT_ONE, ['not-a-number@example.com']);
+      // A build that fails half-way, as a timeout or a cancel would: the index stays, INVALID.
+      await expect(
+        client.query(
+          `CREATE INDEX CONCURRENTLY ${POLICY_INDEXES[0]} ON otp_requests ((destination::int))`,
+        ),
+      ).rejects.toThrow(/invalid input syntax/);
+      // The other one was built before the failure.
+      await client.query(
+        `CREATE INDEX CONCURRENTLY ${POLICY_INDEXES[1]}
+           ON otp_requests (destination, verified_at, purpose) WHERE verified_at IS NOT NULL`,
+      );
+    });
+    const [invalid, valid] = await policyIndexes(url);
+    expect(invalid).toMatchObject({ name: POLICY_INDEXES[0], valid: false });
+
+    await runMigrations(url);
+
+    const after = await policyIndexes(url);
+    expect(after.map(({ name, valid }) => ({ name, valid }))).toEqual(
+      POLICY_INDEXES.map((name) => ({ name, valid: true })),
+    );
+    expect(after[1]?.oid).toBe(valid?.oid);
+    const [definition] = await withClient(
+      url,
+      async (client) =>
+        (
+          await client.query<{ d: string }>(`SELECT pg_get_indexdef($1::regclass) AS d`, [
+            POLICY_INDEXES[0],
+          ])
+        ).rows,
+    );
+    expect(definition?.d).toMatch(
+      /\(destination, exhausted_at\) WHERE \(exhausted_at IS NOT NULL\)/,
+    );
+  }, 120_000);
+
+  // A write transaction stays open for 3 s while the index migration runs; a client keeps
+  // inserting. Timings are generous: a CI run may load this machine.
+  const HOLD_MS = 3_000;
+
+  it('builds its indexes while inserts go on: none waits 1 s, nothing fails, the indexes end valid', async () => {
+    const url = await liveTable();
+    const traffic = await insertTraffic(url);
+    const { committed } = await openWriteTransaction(url, HOLD_MS);
+    const start = performance.now();
+    try {
+      await runMigrations(url, otpMigrations.slice(0, 3));
+    } finally {
+      await committed;
+      await traffic.stop();
+    }
+    const end = performance.now();
+    // The build waited for the open transaction, so traffic ran all along it.
+    expect(end - start).toBeGreaterThan(HOLD_MS / 2);
+    const during = traffic.inserts.filter((insert) => insert.at >= start && insert.at <= end);
+    expect(during.length).toBeGreaterThan(10);
+    expect(traffic.failures).toEqual([]);
+    expect(Math.max(...traffic.inserts.map((insert) => insert.ms))).toBeLessThan(1_000);
+    expect(await policyIndexes(url)).toEqual(
+      POLICY_INDEXES.map((name) => expect.objectContaining({ name, valid: true })),
+    );
+  }, 120_000);
+
+  it('(control) a plain CREATE INDEX under the same traffic makes inserts wait', async () => {
+    const url = await liveTable();
+    const traffic = await insertTraffic(url);
+    const { committed } = await openWriteTransaction(url, HOLD_MS);
+    try {
+      await withClient(url, (client) =>
+        client.query(
+          `CREATE INDEX plain_idx ON otp_requests (destination, exhausted_at)
+            WHERE exhausted_at IS NOT NULL`,
+        ),
+      );
+    } finally {
+      await committed;
+      await traffic.stop();
+    }
+    expect(traffic.failures).toEqual([]);
+    expect(Math.max(...traffic.inserts.map((insert) => insert.ms))).toBeGreaterThan(1_000);
+  }, 120_000);
+});
