@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
+import { Logger } from 'nestjs-pino';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,15 +14,22 @@ import { AppModule, type ExampleAppOptions } from './app.module.js';
  * behalf: Nest's default body parsing (the OTP routes enforce their own 16 KiB limit, JSON only)
  * and Nest's default error handling (the OTP routes and `@RequireOtp` routes answer their own errors
  * in the contract's shape). Serves Swagger UI at `/docs` and the OpenAPI document at `/docs-json`.
+ *
+ * Logs are JSON lines through nestjs-pino (`options.logging`, default level `info` on stdout); the
+ * module logs through Nest's `Logger`, so its lines go there too. `{ logger: false }` (the tests):
+ * no logger at all.
  */
 export async function createExampleApp(
   options: ExampleAppOptions,
   nest: { logger?: false } = {},
 ): Promise<INestApplication> {
+  const quiet = nest.logger === false;
   const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.register(options),
-    nest.logger === false ? { logger: false } : {},
+    AppModule.register({ ...options, logging: quiet ? undefined : (options.logging ?? {}) }),
+    // bufferLogs: Nest's startup lines wait for the pino logger instead of going out as text.
+    quiet ? { logger: false } : { bufferLogs: true },
   );
+  if (!quiet) app.useLogger(app.get(Logger));
   SwaggerModule.setup('docs', app, () => createExampleDocument(app));
   return app;
 }

@@ -207,6 +207,26 @@ describe('readExampleConfig', () => {
     );
   });
 
+  describe('LOG_LEVEL', () => {
+    it('is info by default, and when empty', () => {
+      expect(readExampleConfig({}).logLevel).toBe('info');
+      expect(readExampleConfig({ LOG_LEVEL: '' }).logLevel).toBe('info');
+    });
+
+    it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])(
+      'reads "%s"',
+      (level) => {
+        expect(readExampleConfig({ LOG_LEVEL: level }).logLevel).toBe(level);
+      },
+    );
+
+    it.each(['verbose', 'INFO', 'log', '30'])('refuses "%s", naming LOG_LEVEL', (level) => {
+      expect(() => readExampleConfig({ LOG_LEVEL: level })).toThrow(
+        `LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${level}".`,
+      );
+    });
+  });
+
   describe('DATABASE_URL', () => {
     it('is passed through', () => {
       const url = 'postgres://user:pw@db.internal:5432/otp';

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { isSupportedCountry, type CountryCode } from 'libphonenumber-js';
+import type { LevelWithSilent } from 'pino';
 import {
   ConsoleOtpProvider,
   RedisThrottlerStorage,
@@ -18,6 +19,8 @@ import {
 export interface ExampleConfig {
   port: number;
   databaseUrl?: string;
+  /** `LOG_LEVEL`: pino's level for the JSON logs. Default `info`. */
+  logLevel: LevelWithSilent;
   otp: OtpModuleOptionsInput;
 }
 
@@ -75,6 +78,26 @@ function storeFailure(env: Env): 'closed' | 'open' | undefined {
   return raw;
 }
 
+const LOG_LEVELS: readonly LevelWithSilent[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
+
+function logLevel(env: Env): LevelWithSilent {
+  const raw = env.LOG_LEVEL;
+  if (raw === undefined || raw === '') return 'info';
+  const level = LOG_LEVELS.find((l) => l === raw.trim());
+  if (level === undefined) {
+    throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${raw}".`);
+  }
+  return level;
+}
+
 /** Reads and checks the environment; throws a message that names the variable to fix. */
 export function readExampleConfig(env: Env = process.env): ExampleConfig {
   const delivery = readDelivery(env);
@@ -88,6 +111,7 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
   return {
     port: integer(env, 'PORT') ?? 3000,
     databaseUrl: env.DATABASE_URL || undefined,
+    logLevel: logLevel(env),
     otp: {
       providers: delivery.providers,
       channels: delivery.channels,
