@@ -6,6 +6,7 @@ import { toOtpError } from '../errors/to-otp-error.js';
 import { OTP_OPTIONS, OTP_ROUTE_PREFIX } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import { checkBodyEncoding, checkBodyHeaders, declaredLength } from './otp-body-rules.js';
+import { otpRoutePattern } from './otp-route-pattern.js';
 
 // Fastify's shapes as far as they matter here, so the package does not depend on its types.
 type Done = (error?: unknown) => void;
@@ -59,10 +60,7 @@ export class OtpFastifyRoutes {
     if (!adapter || adapter.getType() !== 'fastify') return false;
     if (this.routePrefix === null) return true;
     const instance = adapter.getInstance<FastifyInstanceLike>();
-    const escaped = this.routePrefix
-      .replace(/^\/+|\/+$/g, '')
-      .replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const otpRoute = new RegExp(`/${escaped}/(?:send|verify|requests/[^/]+)/?$`);
+    const otpRoute = otpRoutePattern(this.routePrefix);
     const hostLimit = instance.initialConfig?.bodyLimit ?? Infinity;
     const limit = Math.min(this.options.bodyLimitBytes, hostLimit);
     instance.addHook('onRoute', (route) => {

@@ -4,6 +4,7 @@ import { OTP_OPTIONS, OTP_ROUTE_PREFIX } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import { sendOtpError } from '../errors/send-otp-error.js';
 import { toOtpError } from '../errors/to-otp-error.js';
+import { otpRoutePattern } from './otp-route-pattern.js';
 
 type ExpressErrorHandler = (
   error: unknown,
@@ -30,12 +31,8 @@ export class OtpRoutesErrorHandler implements OnModuleInit {
   onModuleInit(): void {
     const adapter = this.adapterHost?.httpAdapter;
     if (!adapter || this.routePrefix === null || adapter.getType() !== 'express') return;
-    const escaped = this.routePrefix
-      .replace(/^\/+|\/+$/g, '')
-      .replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    // Any global prefix or version segment may come before the module's own prefix.
     // Case-insensitive, as Express matches routes.
-    const otpRoute = new RegExp(`/${escaped}/(?:send|verify|requests/[^/]+)/?$`, 'i');
+    const otpRoute = otpRoutePattern(this.routePrefix, 'i');
     const handler: ExpressErrorHandler = (error, req, res, next) => {
       const path = (req as { path?: string }).path ?? '';
       if (!otpRoute.test(path)) return next(error);
