@@ -787,6 +787,54 @@ describe('readExampleConfig', () => {
     );
   });
 
+  describe('OTP_PURPOSES', () => {
+    it('maps each purpose to its preset', () => {
+      expect(
+        readExampleConfig({ OTP_PURPOSES: 'login=login, pay = transaction' }).otp.purposes,
+      ).toEqual({ login: 'login', pay: 'transaction' });
+      // The module accepts what it reads.
+      expect(() =>
+        resolveOtpOptions(readExampleConfig({ OTP_PURPOSES: 'reset=account-recovery' }).otp),
+      ).not.toThrow();
+    });
+
+    it('is unset when empty', () => {
+      expect(readExampleConfig({ OTP_PURPOSES: '' }).otp.purposes).toBeUndefined();
+    });
+
+    it.each(['login', 'login=', 'pay=payment', 'a=login=b', '=login'])(
+      'refuses %j, naming OTP_PURPOSES and the presets',
+      (value) => {
+        expect(() => readExampleConfig({ OTP_PURPOSES: value })).toThrow(
+          /OTP_PURPOSES.*login, transaction, account-recovery, email-verification/,
+        );
+      },
+    );
+  });
+
+  describe('OTP_TURNSTILE_SECRET (challenge escalation)', () => {
+    it('is off without a secret', () => {
+      expect(readExampleConfig({}).otp.challenge).toBeUndefined();
+    });
+
+    it('turns challenges on after 5 failed verifies, or OTP_CHALLENGE_AFTER_FAILED_VERIFIES', () => {
+      const on = readExampleConfig({ OTP_TURNSTILE_SECRET: 'x' }).otp.challenge;
+      expect(on?.afterFailedVerifies).toBe(5);
+      expect(typeof on?.verifier.verify).toBe('function');
+      const three = readExampleConfig({
+        OTP_TURNSTILE_SECRET: 'x',
+        OTP_CHALLENGE_AFTER_FAILED_VERIFIES: '3',
+      }).otp.challenge;
+      expect(three?.afterFailedVerifies).toBe(3);
+    });
+
+    it('refuses an OTP_TURNSTILE_VERIFY_URL that is not http(s)', () => {
+      expect(() =>
+        readExampleConfig({ OTP_TURNSTILE_SECRET: 'x', OTP_TURNSTILE_VERIFY_URL: 'ftp://x' }),
+      ).toThrow('OTP_TURNSTILE_VERIFY_URL');
+    });
+  });
+
   describe('createThrottleRedis (the client REDIS_URL gets)', () => {
     it('fails fast while Redis is down and logs its errors at most once a minute', () => {
       const warn = jest.fn();

@@ -13,7 +13,11 @@ import {
   type OtpMessage,
   type OtpModuleOptionsInput,
   type OtpProvider,
+  PURPOSE_PRESETS,
+  type PurposePresetName,
+  type ChallengeOptions,
 } from '../src/index.js';
+import { TurnstileChallengeVerifier } from './turnstile.verifier.js';
 
 /** The example app's settings, read from the contract's environment variables. */
 export interface ExampleConfig {
@@ -118,6 +122,8 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
       appName: appName(env),
       webOtpDomain: webOtpDomain(env),
       allowedCountries: countries(env),
+      purposes: purposes(env),
+      challenge: challenge(env),
       ttlSeconds: integer(env, 'OTP_TTL_SECONDS'),
       codeLength: integer(env, 'OTP_CODE_LENGTH'),
       maxAttempts: integer(env, 'OTP_MAX_ATTEMPTS'),
@@ -441,4 +447,47 @@ function countries(env: Env): CountryCode[] | undefined {
     );
   }
   return [...new Set(list)] as CountryCode[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-purpose presets, and challenge escalation with Cloudflare Turnstile.
+
+/** `OTP_PURPOSES=login=login,pay=transaction`: a preset per purpose. */
+function purposes(env: Env): Record<string, PurposePresetName> | undefined {
+  const raw = env.OTP_PURPOSES;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const presets = Object.keys(PURPOSE_PRESETS);
+  const entries = raw.split(',').map((pair) => pair.split('=').map((s) => s.trim()));
+  const bad = entries.filter(
+    ([purpose, preset, ...rest]) =>
+      !purpose || !preset || rest.length > 0 || !presets.includes(preset),
+  );
+  if (bad.length > 0) {
+    throw new Error(
+      `OTP_PURPOSES must be a comma list of purpose=preset, presets: ${presets.join(', ')} ` +
+        `(e.g. "login=login,pay=transaction"); not one: ${bad.map((e) => `"${e.join('=')}"`).join(', ')}.`,
+    );
+  }
+  return Object.fromEntries(entries.map(([purpose, preset]) => [purpose, preset])) as Record<
+    string,
+    PurposePresetName
+  >;
+}
+
+/**
+ * `OTP_TURNSTILE_SECRET` turns challenge escalation on: after `OTP_CHALLENGE_AFTER_FAILED_VERIFIES`
+ * (default 5) failed verifies of a destination in an hour, calls need a Turnstile token, checked at
+ * `OTP_TURNSTILE_VERIFY_URL` (default Cloudflare's siteverify).
+ */
+function challenge(env: Env): ChallengeOptions | undefined {
+  const secret = env.OTP_TURNSTILE_SECRET;
+  if (secret === undefined || secret === '') return undefined;
+  const url = env.OTP_TURNSTILE_VERIFY_URL || undefined;
+  if (url !== undefined && !/^https?:\/\/[^\s]+$/.test(url)) {
+    throw new Error(`OTP_TURNSTILE_VERIFY_URL must be an http(s) URL, got "${url}".`);
+  }
+  return {
+    afterFailedVerifies: integer(env, 'OTP_CHALLENGE_AFTER_FAILED_VERIFIES') ?? 5,
+    verifier: new TurnstileChallengeVerifier({ secret, ...(url ? { url } : {}) }),
+  };
 }

@@ -1,7 +1,12 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
-/** The indexes, each as `CREATE INDEX … ON otp_requests <on>`. */
-const POLICY_INDEXES = [
+/** An index, as `CREATE INDEX <name> … ON otp_requests <on>`. */
+interface ConcurrentIndex {
+  name: string;
+  on: string;
+}
+
+const POLICY_INDEXES: readonly ConcurrentIndex[] = [
   {
     name: 'otp_requests_destination_exhausted_at_idx',
     on: '(destination, exhausted_at) WHERE exhausted_at IS NOT NULL',
@@ -10,7 +15,7 @@ const POLICY_INDEXES = [
     name: 'otp_requests_destination_purpose_verified_at_idx',
     on: '(destination, verified_at, purpose) WHERE verified_at IS NOT NULL',
   },
-] as const;
+];
 
 /**
  * A concurrent build blocks no write while it waits (its SHARE UPDATE EXCLUSIVE lock conflicts
@@ -36,37 +41,56 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
   name = 'AddPolicyIndexes1795300000002';
   transaction = false;
 
-  async up(queryRunner: QueryRunner): Promise<void> {
-    await withSessionTimeouts(queryRunner, async () => {
-      const invalid = await invalidIndexes(queryRunner);
-      for (const index of POLICY_INDEXES) {
-        if (invalid.includes(index.name)) {
-          await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
-        }
-        await queryRunner.query(
-          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${index.name}\n  ON otp_requests ${index.on}`,
-        );
-      }
-    });
+  private readonly build = AddPolicyIndexes1795300000002.concurrentIndexes(POLICY_INDEXES);
+
+  up(queryRunner: QueryRunner): Promise<void> {
+    return this.build.up(queryRunner);
   }
 
-  async down(queryRunner: QueryRunner): Promise<void> {
-    if (queryRunner.isTransactionActive) {
-      // TypeORM reverts in a transaction even with `transaction = false` (typeorm/typeorm#11058),
-      // where CONCURRENTLY cannot run. A plain drop only updates the catalog, but under an ACCESS
-      // EXCLUSIVE lock: a short lock_timeout keeps writes from queueing behind it for long.
-      await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
-      await queryRunner.query(`SET LOCAL statement_timeout = '1min'`);
-      await queryRunner.query(
-        `DROP INDEX IF EXISTS ${POLICY_INDEXES.map((index) => index.name).join(', ')}`,
-      );
-      return;
-    }
-    await withSessionTimeouts(queryRunner, async () => {
-      for (const index of [...POLICY_INDEXES].reverse()) {
-        await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
-      }
-    });
+  down(queryRunner: QueryRunner): Promise<void> {
+    return this.build.down(queryRunner);
+  }
+
+  /**
+   * The up and down of a migration that builds `indexes` on the live otp_requests CONCURRENTLY:
+   * shared with later index migrations, so each is held to the same timeouts and reruns.
+   */
+  static concurrentIndexes(indexes: readonly ConcurrentIndex[]): {
+    up(queryRunner: QueryRunner): Promise<void>;
+    down(queryRunner: QueryRunner): Promise<void>;
+  } {
+    return {
+      up: (queryRunner) =>
+        withSessionTimeouts(queryRunner, async () => {
+          const invalid = await invalidIndexes(queryRunner, indexes);
+          for (const index of indexes) {
+            if (invalid.includes(index.name)) {
+              await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
+            }
+            await queryRunner.query(
+              `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${index.name}\n  ON otp_requests ${index.on}`,
+            );
+          }
+        }),
+      down: async (queryRunner) => {
+        if (queryRunner.isTransactionActive) {
+          // TypeORM reverts in a transaction even with `transaction = false` (typeorm/typeorm#11058),
+          // where CONCURRENTLY cannot run. A plain drop only updates the catalog, but under an ACCESS
+          // EXCLUSIVE lock: a short lock_timeout keeps writes from queueing behind it for long.
+          await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
+          await queryRunner.query(`SET LOCAL statement_timeout = '1min'`);
+          await queryRunner.query(
+            `DROP INDEX IF EXISTS ${indexes.map((index) => index.name).join(', ')}`,
+          );
+          return;
+        }
+        await withSessionTimeouts(queryRunner, async () => {
+          for (const index of [...indexes].reverse()) {
+            await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
+          }
+        });
+      },
+    };
   }
 }
 
@@ -95,8 +119,11 @@ async function withSessionTimeouts(
 }
 
 /** Names of this migration's indexes that exist but are INVALID (pg_index.indisvalid). */
-async function invalidIndexes(queryRunner: QueryRunner): Promise<string[]> {
-  const names = POLICY_INDEXES.map((index) => `to_regclass('${index.name}')`).join(',\n    ');
+async function invalidIndexes(
+  queryRunner: QueryRunner,
+  indexes: readonly ConcurrentIndex[],
+): Promise<string[]> {
+  const names = indexes.map((index) => `to_regclass('${index.name}')`).join(',\n    ');
   const rows = (await queryRunner.query(
     `-- An INVALID index, left by a failed CREATE INDEX CONCURRENTLY, would be kept by IF NOT EXISTS:
 -- the migration drops it (DROP INDEX CONCURRENTLY) first. Rerunning by hand: drop what this lists.

@@ -2,6 +2,8 @@ import { CreateOtpRequests1795300000000 } from './1795300000000-CreateOtpRequest
 import { AddOtpDestinations1795300000001 } from './1795300000001-AddOtpDestinations.js';
 import { AddPolicyIndexes1795300000002 } from './1795300000002-AddPolicyIndexes.js';
 import { AddDeliveredBy1795300000003 } from './1795300000003-AddDeliveredBy.js';
+import { AddPurposePolicy1795300000004 } from './1795300000004-AddPurposePolicy.js';
+import { AddSubjectIndex1795300000005 } from './1795300000005-AddSubjectIndex.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
 export const otpMigrations = [
@@ -9,6 +11,8 @@ export const otpMigrations = [
   AddOtpDestinations1795300000001,
   AddPolicyIndexes1795300000002,
   AddDeliveredBy1795300000003,
+  AddPurposePolicy1795300000004,
+  AddSubjectIndex1795300000005,
 ];
 
 /**
@@ -20,10 +24,16 @@ export const OTP_SCHEMA_RELATIONS: readonly string[] = [
   'otp_destinations',
   'otp_requests_destination_exhausted_at_idx',
   'otp_requests_destination_purpose_verified_at_idx',
+  'otp_requests_subject_created_at_idx',
 ];
 
 /** Columns, as `table.column`, added by migrations that create no table or index. */
 export const OTP_SCHEMA_COLUMNS: readonly string[] = [
   'otp_requests.delivered_by',
   'otp_requests.delivered_to',
+  'otp_requests.cancelled_at',
+  'otp_requests.subject',
+  'otp_requests.token_client_hash',
+  'otp_destinations.hard_locked_at',
+  'otp_destinations.unlocked_at',
 ];

@@ -162,6 +162,14 @@ const SQUAWK_EXCEPTIONS: Readonly<Record<string, Partial<Record<Direction, [stri
         ],
       ],
     },
+    '1795300000004-AddPurposePolicy': {
+      down: [
+        [
+          'ban-drop-column',
+          "it undoes up's ADD COLUMN, with a module version that does not write these columns",
+        ],
+      ],
+    },
   };
 
 /** `AddPolicyIndexes1795300000002` → `1795300000002-AddPolicyIndexes`, the migration's file name. */

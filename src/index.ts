@@ -9,7 +9,21 @@ export {
   resolveOtpOptions,
   type OtpModuleOptionsInput,
   type RefusableNumberType,
+  type SubjectLimits,
 } from './otp/otp.options.js';
+export {
+  PURPOSE_PRESETS,
+  type ClientBinding,
+  type HardLockoutPolicy,
+  type PurposePolicy,
+  type PurposePolicyInput,
+  type PurposePresetName,
+} from './otp/policy/purpose-policy.js';
+export type {
+  ChallengeContext,
+  ChallengeOptions,
+  ChallengeVerifier,
+} from './otp/challenge/challenge-verifier.js';
 export {
   OTP_HASHER,
   OTP_OPTIONS,
@@ -20,6 +34,7 @@ export {
 } from './otp/otp.constants.js';
 export {
   OtpService,
+  type OtpClient,
   type OtpRequestView,
   type OtpVerification,
   type SendOtpInput,
@@ -38,7 +53,7 @@ export {
 } from './otp/throttler/redis-throttler.storage.js';
 export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
 export { SendOtpDto, SendOtpInputDto } from './otp/dto/send-otp.dto.js';
-export { VerifyOtpDto } from './otp/dto/verify-otp.dto.js';
+export { VerifyOtpDto, VerifyOtpInputDto } from './otp/dto/verify-otp.dto.js';
 export * from './otp/errors/otp.errors.js';
 export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';
 export { ConsoleOtpProvider } from './otp/delivery/console.provider.js';

@@ -201,6 +201,7 @@ describe('OpenAPI document', () => {
     expect([...routeSections.keys()].sort()).toEqual([
       'GET /otp/requests/{requestId}',
       'POST /example/protected',
+      'POST /otp/requests/{requestId}/cancel',
       'POST /otp/send',
       'POST /otp/verify',
     ]);
@@ -351,7 +352,8 @@ describe('OpenAPI document', () => {
     const fields = Object.keys(JSON.parse(example ?? '{}') as object);
     expect(fields.length).toBeGreaterThan(0);
     const schema = deref(document, jsonSchema(ops.get('POST /otp/send')!.responses['202']));
-    expect(Object.keys(schema.properties).sort()).toEqual([...fields, 'fallbackChannel'].sort());
+    const optional = ['fallbackChannel', 'challengeRequired'];
+    expect(Object.keys(schema.properties).sort()).toEqual([...fields, ...optional].sort());
     expect([...(schema.required as string[])].sort()).toEqual([...fields].sort());
     expect(schema.properties.fallbackChannel.enum).toEqual(schema.properties.channel.enum);
   });

@@ -14,18 +14,19 @@ import {
   withFailing,
 } from './support/contract.js';
 import {
+  PLATFORMS,
   query,
   rowsFor,
   startTestApp,
+  type TestApp,
   travel,
   uniqueEmail,
-  type TestApp,
 } from './support/test-app.js';
 
-describe('POST /otp/send', () => {
+describe.each(PLATFORMS)('POST /otp/send on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();
@@ -47,6 +48,7 @@ describe('POST /otp/send', () => {
           'channel',
           'purpose',
           'expiresAt',
+          'ttlSeconds',
           'codeLength',
           'attemptsAllowed',
           'resendAvailableAt',
@@ -57,6 +59,7 @@ describe('POST /otp/send', () => {
       expect(res.body).toMatchObject({
         channel: 'email',
         purpose: 'login',
+        ttlSeconds: 300,
         codeLength: 6,
         attemptsAllowed: 3,
       });
@@ -391,10 +394,10 @@ describe('POST /otp/send', () => {
   });
 });
 
-describe('POST /otp/send with codeLength 8', () => {
+describe.each(PLATFORMS)('POST /otp/send with codeLength 8 on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ codeLength: 8 });
+    t = await startTestApp({ codeLength: 8 }, { platform });
   });
   afterAll(async () => {
     await t.close();

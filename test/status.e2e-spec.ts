@@ -9,7 +9,14 @@ import {
   withFailing,
   wrongCode,
 } from './support/contract.js';
-import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
+import {
+  PLATFORMS,
+  rowsFor,
+  startTestApp,
+  travel,
+  uniqueEmail,
+  type TestApp,
+} from './support/test-app.js';
 
 const VIEW_KEYS = [
   'requestId',
@@ -20,12 +27,15 @@ const VIEW_KEYS = [
   'expiresAt',
   'attemptsRemaining',
   'resendAvailableAt',
+  'ttlSeconds',
+  'codeLength',
+  'attemptsAllowed',
 ].sort();
 
-describe('GET /otp/requests/:requestId', () => {
+describe.each(PLATFORMS)('GET /otp/requests/:requestId on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();
@@ -48,6 +58,9 @@ describe('GET /otp/requests/:requestId', () => {
       attemptsRemaining: 3,
       expiresAt: sent.expiresAt,
       resendAvailableAt: sent.resendAvailableAt,
+      ttlSeconds: 300,
+      codeLength: 6,
+      attemptsAllowed: 3,
     });
 
     const [row] = await rowsFor(email);

@@ -4,8 +4,10 @@ import {
   Headers,
   HttpCode,
   HttpStatus,
+  Inject,
   Param,
   Post,
+  Req,
   type ExecutionContext,
   type Type,
   Controller,
@@ -17,9 +19,19 @@ import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { pickLocale } from './http/accept-language.js';
-import { ApiOtpController, ApiOtpSend, ApiOtpStatus, ApiOtpVerify } from './openapi/otp-openapi.js';
+import { clientOf, type ClientRequest } from './http/client-of.js';
+import {
+  ApiOtpCancel,
+  ApiOtpController,
+  ApiOtpSend,
+  ApiOtpStatus,
+  ApiOtpVerify,
+} from './openapi/otp-openapi.js';
+import { OTP_OPTIONS } from './otp.constants.js';
+import type { OtpModuleOptions } from './otp.options.js';
 import {
   OtpService,
+  type OtpClient,
   type OtpRequestView,
   type SendOtpResult,
   type VerifyOtpInput,
@@ -49,31 +61,53 @@ type SendBody = Pick<SendOtpDto, keyof SendOtpDto>;
 @UseFilters(OtpRoutesExceptionFilter)
 @UseGuards(OtpThrottlerGuard)
 export class OtpController {
-  constructor(protected readonly otp: OtpService) {}
+  constructor(
+    protected readonly otp: OtpService,
+    @Inject(OTP_OPTIONS) protected readonly options: OtpModuleOptions,
+  ) {}
 
   @Post('send')
   @HttpCode(HttpStatus.ACCEPTED)
   @ApiOtpSend()
-  send(
+  async send(
     @OtpBody(SendOtpDto) body: SendBody,
+    @Req() request: ClientRequest,
     @Headers('idempotency-key') idempotencyKey?: string,
     @Headers('accept-language') acceptLanguage?: string,
   ): Promise<SendOtpResult> {
     const locale = pickLocale(acceptLanguage, this.otp.locales);
-    return this.otp.send({ ...body, idempotencyKey, locale });
+    const subject = await this.subjectOf(request);
+    return this.otp.send({ ...body, idempotencyKey, locale, subject }, clientOf(request));
   }
 
   @Post('verify')
   @HttpCode(HttpStatus.OK)
   @ApiOtpVerify()
-  verify(@OtpBody(VerifyOtpDto) body: VerifyOtpInput): Promise<VerifyOtpResult> {
-    return this.otp.verify(body);
+  async verify(
+    @OtpBody(VerifyOtpDto) body: VerifyOtpInput,
+    @Req() request: ClientRequest,
+  ): Promise<VerifyOtpResult> {
+    const subject = await this.subjectOf(request);
+    return this.otp.verify({ ...body, subject }, clientOf(request));
   }
 
   @Get('requests/:requestId')
   @ApiOtpStatus()
   status(@Param('requestId') requestId: string): Promise<OtpRequestView> {
     return this.otp.status(requestId);
+  }
+
+  @Post('requests/:requestId/cancel')
+  @HttpCode(HttpStatus.NO_CONTENT)
+  @ApiOtpCancel()
+  cancel(@Param('requestId') requestId: string): Promise<void> {
+    return this.otp.cancel(requestId);
+  }
+
+  /** The account the host's `subjectFrom` reads from the request; never the body. */
+  private async subjectOf(request: ClientRequest): Promise<string | undefined> {
+    const subject = await this.options.subjectFrom?.(request);
+    return subject ?? undefined;
   }
 }
 

@@ -5,10 +5,22 @@ import {
   type NumberType as PhoneNumberType,
 } from 'libphonenumber-js';
 import type { DataSource } from 'typeorm';
+import type { ChallengeOptions } from './challenge/challenge-verifier.js';
 import type { OtpProvider } from './delivery/otp-provider.interface.js';
 import { templateProblems, type OtpLocaleMessages } from './delivery/otp-message.js';
 import { DEFAULT_REFUSED_NUMBER_TYPES } from './destination/destination.js';
 import { OTP_CHANNELS, type OtpChannel } from './otp.types.js';
+import { purposeProblems, type PurposePolicyInput } from './policy/purpose-policy.js';
+
+/** Per-account limits, across every destination of one `subject` (the host's user id). */
+export interface SubjectLimits {
+  /** Sends for the subject in any 60 minutes. */
+  maxSendsPerHour?: number;
+  /** Sends for the subject in any 24 hours. */
+  maxSendsPerDay?: number;
+  /** Wrong guesses for the subject in any 24 hours, all its destinations together. */
+  maxFailedVerifiesPerDay?: number;
+}
 
 /** A libphonenumber-js number type, or `'UNKNOWN'` for a number whose type it cannot tell. */
 export type RefusableNumberType = NonNullable<PhoneNumberType> | 'UNKNOWN';
@@ -170,6 +182,32 @@ export class OtpModuleOptions {
    * instances may start at once). Default `false`: migrations are the host's to run.
    */
   migrationsRun = false;
+  /**
+   * Policy per purpose, over the options above: a preset's name (`'login'`, `'transaction'`,
+   * `'account-recovery'`, `'email-verification'`) or fields (`ttlSeconds`, `codeLength`,
+   * `maxAttempts`, `resendCooldownSeconds`, `lockoutStepSeconds`, `channels`, `hardLockout`,
+   * `autoResend`, `bindToClient`) over an optional `preset`. Send caps and lockout stay the
+   * destination's, shared by every purpose. Default `{}`: every purpose uses the options above.
+   */
+  purposes: Record<string, PurposePolicyInput> = {};
+  /** Refuses (400 `VALIDATION_FAILED`) a purpose that has no entry in `purposes`. Default `false`. */
+  strictPurposes = false;
+  /**
+   * Challenge escalation: after `afterFailedVerifies` failed verifies of a destination within
+   * `windowSeconds`, sends and verifies need a `challenge` that `verifier` accepts, else 428
+   * `OTP_CHALLENGE_REQUIRED`. Default: off.
+   */
+  challenge?: ChallengeOptions = undefined;
+  /**
+   * Per-account limits for sends and verifies given a `subject` (through `OtpService`, or
+   * `subjectFrom` on the routes; never from the body). Default: none.
+   */
+  subjectLimits?: SubjectLimits = undefined;
+  /**
+   * The routes' subject: reads it from the request (e.g. the signed-in user's id set by the host's
+   * auth guard). Default: none (the routes send without a subject).
+   */
+  subjectFrom?: (request: unknown) => string | undefined | Promise<string | undefined> = undefined;
 }
 
 /** What hosts pass: any subset of the options. */
@@ -267,6 +305,21 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   }
   if (typeof options.migrationsRun !== 'boolean') problems.push('migrationsRun must be a boolean');
   problems.push(...channelProblems(options));
+  problems.push(...purposeProblems(options.purposes, options.channels));
+  if (typeof options.strictPurposes !== 'boolean')
+    problems.push('strictPurposes must be a boolean');
+  if (
+    options.strictPurposes === true &&
+    typeof options.purposes === 'object' &&
+    options.purposes !== null &&
+    !Object.hasOwn(options.purposes, options.defaultPurpose)
+  ) {
+    problems.push(
+      `strictPurposes needs an entry in purposes for defaultPurpose '${options.defaultPurpose}'`,
+    );
+  }
+  problems.push(...challengeProblems(options.challenge));
+  problems.push(...subjectProblems(options));
   if (typeof options.messages !== 'object' || options.messages === null) {
     problems.push('messages must be an object of locales');
   } else {
@@ -334,6 +387,46 @@ function channelProblems(options: OtpModuleOptions): string[] {
         `channelFallback.${from} falls back to ${outside.join(', ')}, which is not in channels`,
       );
     }
+  }
+  return problems;
+}
+
+function challengeProblems(challenge: ChallengeOptions | undefined): string[] {
+  if (challenge === undefined) return [];
+  const ok =
+    typeof challenge === 'object' &&
+    challenge !== null &&
+    Number.isInteger(challenge.afterFailedVerifies) &&
+    challenge.afterFailedVerifies >= 1 &&
+    (challenge.windowSeconds === undefined ||
+      (Number.isInteger(challenge.windowSeconds) && challenge.windowSeconds >= 1)) &&
+    typeof challenge.verifier?.verify === 'function';
+  return ok
+    ? []
+    : [
+        'challenge must be { afterFailedVerifies: positive integer, windowSeconds?: positive ' +
+          'integer, verifier: ChallengeVerifier (with verify()) }',
+      ];
+}
+
+function subjectProblems(options: OtpModuleOptions): string[] {
+  const problems: string[] = [];
+  const limits = options.subjectLimits;
+  if (limits !== undefined) {
+    if (typeof limits !== 'object' || limits === null) {
+      problems.push('subjectLimits must be an object');
+    } else {
+      for (const [key, value] of Object.entries(limits)) {
+        if (!['maxSendsPerHour', 'maxSendsPerDay', 'maxFailedVerifiesPerDay'].includes(key)) {
+          problems.push(`subjectLimits has unknown key ${key}`);
+        } else if (value !== undefined && (!Number.isInteger(value) || (value as number) < 1)) {
+          problems.push(`subjectLimits.${key} must be a positive integer`);
+        }
+      }
+    }
+  }
+  if (options.subjectFrom !== undefined && typeof options.subjectFrom !== 'function') {
+    problems.push('subjectFrom must be a function of the request');
   }
   return problems;
 }

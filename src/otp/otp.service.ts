@@ -12,15 +12,17 @@ import {
 } from './destination/destination.js';
 import { SendOtpInputDto } from './dto/send-otp.dto.js';
 import { validateOtpInput } from './dto/validate-input.js';
-import { VerifyOtpDto } from './dto/verify-otp.dto.js';
+import { VerifyOtpInputDto } from './dto/verify-otp.dto.js';
 import { isDatabaseUnavailable } from './errors/database-unavailable.js';
 import type { OtpSendOutcome, OtpSubject, OtpVerifyOutcome } from './events/otp-observer.js';
 import { OtpObservers } from './events/otp-observers.js';
 import {
   AttemptsExceededError,
+  ChallengeRequiredError,
   ChannelNotAllowedError,
   CodeExpiredError,
   DeliveryFailedError,
+  HardLockedError,
   IdempotencyKeyReusedError,
   InvalidCodeError,
   OtpError,
@@ -38,6 +40,13 @@ import { attemptsRemaining, requestStatus } from './policy/request-status.js';
 import type { PurgeResult } from './retention/otp-retention.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
 import { fallbackChannelFor } from './policy/fallback-channel.js';
+import {
+  hardLockFor,
+  purposePoliciesOf,
+  type ClientBinding,
+  type PurposePolicies,
+  type PurposePolicy,
+} from './policy/purpose-policy.js';
 import {
   evaluateSend,
   nextSendAt,
@@ -60,6 +69,20 @@ export interface SendOtpInput {
    * redirect a code): when every phone channel fails, the same code goes there by email.
    */
   fallbackEmail?: string;
+  /**
+   * The account the code is for, from your own session (never from the request body): per-account
+   * limits (`subjectLimits`) count across all its destinations, and the code verifies only with
+   * the same subject.
+   */
+  subject?: string;
+  /** A challenge token, needed once challenge escalation applies to the destination. */
+  challenge?: string;
+}
+
+/** The calling client: binds verification tokens (`bindToClient`), goes to the challenge check. */
+export interface OtpClient {
+  ip?: string;
+  userAgent?: string;
 }
 
 export interface SendOtpResult {
@@ -69,9 +92,13 @@ export interface SendOtpResult {
   channel: OtpChannel;
   purpose: string;
   expiresAt: Date;
+  /** The purpose's code lifetime, in seconds. */
+  ttlSeconds: number;
   codeLength: number;
   attemptsAllowed: number;
   resendAvailableAt: Date;
+  /** Present (`true`) when the next call for this destination needs a `challenge`. */
+  challengeRequired?: true;
   /**
    * The channel a UI may offer next ("call me instead"), once two sends of the flow went out on
    * this one; absent before that, and when the chain has no next channel.
@@ -83,6 +110,10 @@ export interface VerifyOtpInput {
   destination: string;
   code: string;
   purpose?: string;
+  /** The account the code was sent for (server-side only); see `SendOtpInput.subject`. */
+  subject?: string;
+  /** A challenge token, needed once challenge escalation applies to the destination. */
+  challenge?: string;
 }
 
 export interface VerifyOtpResult {
@@ -100,6 +131,10 @@ export interface OtpRequestView {
   expiresAt: Date;
   attemptsRemaining: number;
   resendAvailableAt: Date;
+  /** The code's lifetime, length and attempts, as its purpose's policy set them at the send. */
+  ttlSeconds: number;
+  codeLength: number;
+  attemptsAllowed: number;
 }
 
 /** What a consumed verification token proved. */
@@ -108,6 +143,9 @@ export interface OtpVerification {
   destination: string;
   purpose: string;
 }
+
+/** How far back failed verifies count for challenge escalation, unless configured. */
+const DEFAULT_CHALLENGE_WINDOW_SECONDS = 3_600;
 
 /** Rounds a send may lose to concurrent sends for the same destination before it gives up. */
 const MAX_SEND_ROUNDS = 10;
@@ -136,10 +174,10 @@ interface VerifyTrace {
  */
 @Injectable()
 export class OtpService {
-  /** The module options carry the policy's numbers (they are a `SendPolicy`). */
-  private readonly policy: SendPolicy;
+  /** Each purpose's effective policy, over the module options' numbers. */
+  private readonly policies: PurposePolicies;
   private readonly logger = new Logger('OtpService');
-  private decoyHash: Promise<string> | undefined;
+  private readonly decoyHashes = new Map<number, Promise<string>>();
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
@@ -149,19 +187,19 @@ export class OtpService {
     private readonly retention: OtpRetentionService,
     private readonly observers: OtpObservers,
   ) {
-    this.policy = options;
+    this.policies = purposePoliciesOf(options);
   }
 
   /**
    * Sends a fresh code, superseding the flow's earlier one. Throws `SendLimitedError` (429) when a
    * cooldown, lockout or cap applies, `DeliveryFailedError` (503) when no channel carried it.
    */
-  async send(input: SendOtpInput): Promise<SendOtpResult> {
+  async send(input: SendOtpInput, client: OtpClient = {}): Promise<SendOtpResult> {
     const started = performance.now();
     const trace: SendTrace = {};
     try {
       const result = await this.databaseBound(() =>
-        this.sendValidated(validateOtpInput(SendOtpInputDto, input), trace),
+        this.sendValidated(validateOtpInput(SendOtpInputDto, input), client, trace),
       );
       this.observers.sendFinished({
         outcome: trace.replayed ? 'replayed' : 'sent',
@@ -187,11 +225,19 @@ export class OtpService {
     }
   }
 
-  private async sendValidated(input: SendOtpInputDto, trace: SendTrace): Promise<SendOtpResult> {
+  private async sendValidated(
+    input: SendOtpInputDto,
+    client: OtpClient,
+    trace: SendTrace,
+  ): Promise<SendOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
-    const channel = resolveChannel(destination, this.defaultChannel(destination, input.channel));
-    if (!this.options.channels.includes(channel)) throw new ChannelNotAllowedError(channel);
     const purpose = this.checkPurpose(input.purpose);
+    const policy = this.policyOf(purpose);
+    const channel = resolveChannel(
+      destination,
+      this.defaultChannel(destination, policy.channels, input.channel),
+    );
+    if (!policy.channels.includes(channel)) throw new ChannelNotAllowedError(channel);
     trace.subject = {
       requestId: null,
       purpose,
@@ -211,12 +257,19 @@ export class OtpService {
           .digest('hex')
       : null;
 
+    const challengeRequired = await this.challengeGate(
+      destination.value,
+      input.challenge,
+      'send',
+      client,
+    );
+
     // Hashed once, before any round trip: bcrypt is slow, and a retry below reuses it.
     const id = randomUUID();
-    const code = generateCode(this.options.codeLength);
+    const code = generateCode(policy.codeLength);
     const codeHash = await this.hasher.hash(code, id);
 
-    const outcome = await this.decideAndInsert({
+    const send = {
       id,
       destination: destination.value,
       purpose,
@@ -224,7 +277,16 @@ export class OtpService {
       codeHash,
       idempotencyKey,
       fingerprint,
-    });
+      subject: input.subject ?? null,
+    };
+    const limits = this.options.subjectLimits;
+    const outcome =
+      input.subject && (limits?.maxSendsPerHour || limits?.maxSendsPerDay)
+        ? await this.requests.withSubjectLock(input.subject, async () => {
+            await this.checkSubjectSends(input.subject as string);
+            return this.decideAndInsert(send, policy);
+          })
+        : await this.decideAndInsert(send, policy);
     if ('replay' in outcome) {
       trace.replayed = true;
       return this.sendResult(outcome.replay);
@@ -241,6 +303,8 @@ export class OtpService {
       expiresAt: row.expiresAt,
       locale: input.locale,
       fallbackEmail: fallbackEmail?.value,
+      channels: policy.channels,
+      ttlSeconds: policy.ttlSeconds,
     });
     if (!delivery) {
       await this.requests.markFailed(id);
@@ -263,12 +327,64 @@ export class OtpService {
       purpose,
       carriedBy,
       this.options.channelFallback,
-      this.options.channels,
+      policy.channels,
     );
     return {
       ...this.sendResult({ ...row, channel: carriedBy, deliveredTo: delivery.deliveredTo }),
+      ...(challengeRequired ? { challengeRequired } : {}),
       ...(fallbackChannel ? { fallbackChannel } : {}),
     };
+  }
+
+  /**
+   * Challenge escalation: once the destination drew `afterFailedVerifies` failed verifies in the
+   * window, the call needs a challenge the host's verifier accepts (else 428). Resolves `true` when
+   * the destination is past the threshold, so the answer can say the next call needs one too.
+   */
+  private async challengeGate(
+    destination: string,
+    token: string | undefined,
+    action: 'send' | 'verify',
+    client: OtpClient,
+  ): Promise<true | undefined> {
+    const challenge = this.options.challenge;
+    if (!challenge) return undefined;
+    const failed = await this.requests.countFailedVerifies(
+      destination,
+      challenge.windowSeconds ?? DEFAULT_CHALLENGE_WINDOW_SECONDS,
+    );
+    if (failed < challenge.afterFailedVerifies) return undefined;
+    if (!token) throw new ChallengeRequiredError();
+    let accepted = false;
+    try {
+      accepted = await challenge.verifier.verify(token, {
+        action,
+        ...(client.ip ? { ip: client.ip } : {}),
+      });
+    } catch (error) {
+      this.logger.warn(`challenge verifier failed: ${(error as Error).message}`);
+    }
+    if (accepted !== true) throw new ChallengeRequiredError();
+    return true;
+  }
+
+  /** Per-account send caps (run under the account's lock): 429 `OTP_SEND_LIMIT` when one is full. */
+  private async checkSubjectSends(subject: string): Promise<void> {
+    const limits = this.options.subjectLimits ?? {};
+    const hourlyCap = limits.maxSendsPerHour ?? null;
+    const dailyCap = limits.maxSendsPerDay ?? null;
+    const history = await this.requests.subjectHistory(subject, {
+      hourly: hourlyCap,
+      daily: dailyCap,
+    });
+    const until = [
+      capUntil(history.hourly, hourlyCap, 3_600),
+      capUntil(history.daily, dailyCap, 86_400),
+    ].filter((d): d is Date => d !== null && d > history.now);
+    if (until.length > 0) {
+      const latest = until.reduce((a, b) => (b > a ? b : a));
+      throw new SendLimitedError('OTP_SEND_LIMIT', secondsUntil(latest, history.now));
+    }
   }
 
   /** The locales messages can be written in: English and those of the `messages` option. */
@@ -281,12 +397,12 @@ export class OtpService {
    * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
    * guesses never evaluate more than `maxAttempts` and a code verifies once.
    */
-  async verify(input: VerifyOtpInput): Promise<VerifyOtpResult> {
+  async verify(input: VerifyOtpInput, client: OtpClient = {}): Promise<VerifyOtpResult> {
     const started = performance.now();
     const trace: VerifyTrace = {};
     try {
       const result = await this.databaseBound(() =>
-        this.verifyValidated(validateOtpInput(VerifyOtpDto, input), trace),
+        this.verifyValidated(validateOtpInput(VerifyOtpInputDto, input), client, trace),
       );
       await this.reportVerify('verified', trace, started);
       return result;
@@ -296,25 +412,51 @@ export class OtpService {
     }
   }
 
-  private async verifyValidated(input: VerifyOtpDto, trace: VerifyTrace): Promise<VerifyOtpResult> {
+  private async verifyValidated(
+    input: VerifyOtpInputDto,
+    client: OtpClient,
+    trace: VerifyTrace,
+  ): Promise<VerifyOtpResult> {
     const destination = normalizeDestination(input.destination, this.options);
     const purpose = this.checkPurpose(input.purpose);
-    const length = this.options.codeLength;
+    const policy = this.policyOf(purpose);
+    const length = policy.codeLength;
     if (!/^[0-9]+$/.test(input.code) || input.code.length !== length) {
       throw new ValidationFailedError([`code must be exactly ${length} digits 0-9`]);
     }
+    const challenged = await this.challengeGate(
+      destination.value,
+      input.challenge,
+      'verify',
+      client,
+    );
+    const subject = input.subject ?? null;
 
-    const attempt = await this.requests.reserveAttempt(destination.value, purpose);
+    const budget = this.options.subjectLimits?.maxFailedVerifiesPerDay;
+    const attempt =
+      subject && budget
+        ? await this.requests.withSubjectLock(subject, async () => {
+            const history = await this.requests.subjectHistory(subject, {
+              hourly: null,
+              daily: null,
+            });
+            if (history.failedVerifies >= budget) {
+              const until = new Date((history.oldestFailure ?? history.now).getTime() + 86_400_000);
+              throw new AttemptsExceededError(secondsUntil(until, history.now));
+            }
+            return this.requests.reserveAttempt(destination.value, purpose, subject);
+          })
+        : await this.requests.reserveAttempt(destination.value, purpose, subject);
     if (!attempt) {
       // Same hashing work as a real guess, so timing does not tell whether a code exists.
-      await this.hasher.matches(input.code, 'decoy', await this.decoy());
-      throw await this.noActiveCode(destination.value, purpose);
+      await this.hasher.matches(input.code, 'decoy', await this.decoy(length));
+      throw await this.noActiveCode(destination.value, purpose, policy, input, client);
     }
     trace.destination = destination.value;
     trace.subject = {
       requestId: attempt.id,
       purpose,
-      channel: resolveChannel(destination, this.defaultChannel(destination)),
+      channel: resolveChannel(destination, this.defaultChannel(destination, policy.channels)),
       destination: maskDestination(destination.value),
     };
 
@@ -324,20 +466,39 @@ export class OtpService {
         attempt.id,
         token.hash,
         this.options.tokenTtlSeconds,
+        policy.bindToClient ? clientHash(policy.bindToClient, client) : null,
       );
       // Null: a resend superseded the code, or it expired, while this guess was being checked.
-      if (!tokenExpiresAt) throw await this.noActiveCode(destination.value, purpose);
+      if (!tokenExpiresAt) {
+        throw await this.noActiveCode(destination.value, purpose, policy, input, client);
+      }
       return { verified: true, verificationToken: token.token, tokenExpiresAt };
     }
 
     const remaining = attempt.maxAttempts - attempt.attemptsUsed;
     if (remaining >= 1) {
       trace.attemptsRemaining = remaining;
-      throw new InvalidCodeError(remaining);
+      throw new InvalidCodeError(
+        remaining,
+        challenged ?? (await this.challengeNext(destination.value)),
+      );
     }
     await this.requests.markExhausted(attempt.id);
     trace.exhaustedNow = true;
-    throw new AttemptsExceededError(await this.waitBeforeNextSend(destination.value, purpose));
+    throw new AttemptsExceededError(
+      await this.waitBeforeNextSend(destination.value, purpose, policy),
+    );
+  }
+
+  /** Whether the destination's next call will need a challenge (after this failed verify). */
+  private async challengeNext(destination: string): Promise<boolean> {
+    const challenge = this.options.challenge;
+    if (!challenge) return false;
+    const failed = await this.requests.countFailedVerifies(
+      destination,
+      challenge.windowSeconds ?? DEFAULT_CHALLENGE_WINDOW_SECONDS,
+    );
+    return failed >= challenge.afterFailedVerifies;
   }
 
   /**
@@ -384,6 +545,7 @@ export class OtpService {
     // One statement, one clock: the status and the next send time are judged at the same moment.
     const { now, request, history } = await this.requests.readStatus(requestId.toLowerCase());
     if (!request) throw new RequestNotFoundError();
+    const policy = this.policies.of(request.purpose) ?? this.policies.fallback;
     return {
       requestId: request.id,
       destination: maskDestination(request.destination),
@@ -392,18 +554,62 @@ export class OtpService {
       status: requestStatus(request, now),
       expiresAt: request.expiresAt,
       attemptsRemaining: attemptsRemaining(request, now),
-      resendAvailableAt: nextSendAt(history, request.purpose, now, this.policy),
+      resendAvailableAt: nextSendAt(
+        history,
+        request.purpose,
+        now,
+        this.policies.sendPolicy(policy),
+      ),
+      ttlSeconds: Math.round((request.expiresAt.getTime() - request.createdAt.getTime()) / 1000),
+      codeLength: request.codeLength,
+      attemptsAllowed: request.maxAttempts,
     };
+  }
+
+  /**
+   * Cancels an active request: its code stops verifying, and it starts no resend cooldown (it still
+   * counts toward the send caps). Throws `RequestNotFoundError` (404) for an unknown, malformed or
+   * already finished request. A cancel and a right guess at once never both succeed: each is a
+   * conditional UPDATE of the same active row.
+   */
+  cancel(requestId: string): Promise<void> {
+    return this.databaseBound(async () => {
+      if (typeof requestId !== 'string' || !UUID.test(requestId)) throw new RequestNotFoundError();
+      if (!(await this.requests.cancel(requestId.toLowerCase()))) throw new RequestNotFoundError();
+    });
+  }
+
+  /**
+   * Lifts a destination's hard lockout (`hardLockout`): its exhausted codes so far stop counting,
+   * for the hard and the progressive lockout alike. For support staff, after checking who asks.
+   */
+  unlock(destination: string): Promise<void> {
+    return this.databaseBound(async () => {
+      if (typeof destination !== 'string' || destination.length === 0) {
+        throw new ValidationFailedError(['destination must be a non-empty string']);
+      }
+      await this.requests.unlock(normalizeDestination(destination, this.options).value);
+    });
   }
 
   /**
    * Consumes a verification token for `purpose`: it passes once, within its lifetime. Returns what
    * it proved, or null for a missing, unknown, used, expired or wrong-purpose token.
    */
-  async consumeToken(token: string | undefined, purpose: string): Promise<OtpVerification | null> {
+  async consumeToken(
+    token: string | undefined,
+    purpose: string,
+    client: OtpClient = {},
+  ): Promise<OtpVerification | null> {
     if (typeof token !== 'string' || !TOKEN.test(token)) return null;
+    // A token verified under a binding passes only from that client; one without passes anywhere.
+    const binding = (this.policies.of(purpose) ?? this.policies.fallback).bindToClient;
     return this.databaseBound(() =>
-      this.requests.consumeToken(hashVerificationToken(token), purpose),
+      this.requests.consumeToken(
+        hashVerificationToken(token),
+        purpose,
+        binding ? clientHash(binding, client) : null,
+      ),
     );
   }
 
@@ -413,17 +619,22 @@ export class OtpService {
    * when one did, decides again on the new history. Each round has a winner, so a request only
    * retries while others are making progress; after `MAX_SEND_ROUNDS` it yields to them.
    */
-  private async decideAndInsert(send: {
-    id: string;
-    destination: string;
-    purpose: string;
-    channel: OtpChannel;
-    codeHash: string;
-    idempotencyKey: string | null;
-    fingerprint: string | null;
-  }): Promise<{ replay: OtpRequest } | { created: NewOtpRequest; history: SendHistory }> {
+  private async decideAndInsert(
+    send: {
+      id: string;
+      destination: string;
+      purpose: string;
+      channel: OtpChannel;
+      codeHash: string;
+      idempotencyKey: string | null;
+      fingerprint: string | null;
+      subject: string | null;
+    },
+    policy: PurposePolicy,
+  ): Promise<{ replay: OtpRequest } | { created: NewOtpRequest; history: SendHistory }> {
+    const sendPolicy = this.policies.sendPolicy(policy);
     for (let round = 1; ; round++) {
-      const { now, version, history, idempotent } = await this.requests.loadHistory(
+      const { now, version, history, idempotent, hardLockedAt } = await this.requests.loadHistory(
         send.destination,
         send.purpose,
         send.idempotencyKey,
@@ -433,7 +644,15 @@ export class OtpService {
           throw new IdempotencyKeyReusedError();
         return { replay: idempotent };
       }
-      const decision = evaluateSend(history, send.purpose, now, this.policy);
+      const exhausted = history.entries.flatMap((h) => (h.exhaustedAt ? [h.exhaustedAt] : []));
+      const hardLock = hardLockFor(exhausted, hardLockedAt, policy.hardLockout, now);
+      if (hardLock) {
+        if (!hardLockedAt || hardLockedAt < hardLock.since) {
+          await this.requests.persistHardLock(send.destination, hardLock.since);
+        }
+        throw new HardLockedError(hardLock.until ? secondsUntil(hardLock.until, now) : null);
+      }
+      const decision = evaluateSend(history, send.purpose, now, sendPolicy);
       if (!decision.allowed) throw new SendLimitedError(decision.code, decision.retryAfterSeconds);
       const sent = {
         purpose: send.purpose,
@@ -448,18 +667,19 @@ export class OtpService {
         purpose: send.purpose,
         channel: send.channel,
         codeHash: send.codeHash,
-        codeLength: this.options.codeLength,
-        maxAttempts: this.options.maxAttempts,
+        codeLength: policy.codeLength,
+        maxAttempts: policy.maxAttempts,
         createdAt: now,
-        expiresAt: new Date(now.getTime() + this.options.ttlSeconds * 1000),
+        expiresAt: new Date(now.getTime() + policy.ttlSeconds * 1000),
         resendAvailableAt: nextSendAt(
-          withSend(history, sent, this.policy),
+          withSend(history, sent, sendPolicy),
           send.purpose,
           now,
-          this.policy,
+          sendPolicy,
         ),
         idempotencyKey: send.idempotencyKey,
         requestFingerprint: send.fingerprint,
+        subject: send.subject,
       };
       if (await this.requests.insertIfUnchanged(row, version)) return { created: row, history };
       if (round >= MAX_SEND_ROUNDS) throw new SendLimitedError('OTP_RESEND_COOLDOWN', 1);
@@ -481,6 +701,7 @@ export class OtpService {
       | 'destination'
       | 'channel'
       | 'purpose'
+      | 'createdAt'
       | 'expiresAt'
       | 'codeLength'
       | 'maxAttempts'
@@ -495,33 +716,88 @@ export class OtpService {
       channel: row.channel,
       purpose: row.purpose,
       expiresAt: row.expiresAt,
+      ttlSeconds: Math.round((row.expiresAt.getTime() - row.createdAt.getTime()) / 1000),
       codeLength: row.codeLength,
       attemptsAllowed: row.maxAttempts,
       resendAvailableAt: row.resendAvailableAt,
     };
   }
 
-  /** Why nothing could be reserved: the flow's last code ran out of attempts (429) or none is active (410). */
-  private async noActiveCode(destination: string, purpose: string): Promise<Error> {
+  /**
+   * Why nothing could be reserved: the flow's last code ran out of attempts (429) or none is active
+   * (410). With the purpose's `autoResend`, an expired unused code is replaced by a fresh one when
+   * the send policy allows, and the 410 carries the new request.
+   */
+  private async noActiveCode(
+    destination: string,
+    purpose: string,
+    policy: PurposePolicy,
+    input?: VerifyOtpInputDto,
+    client: OtpClient = {},
+  ): Promise<Error> {
     const { now, latest } = await this.requests.findLatestInFlow(destination, purpose);
     const exhausted =
       latest !== null &&
       latest.verifiedAt === null &&
       (latest.exhaustedAt !== null || latest.attemptsUsed >= latest.maxAttempts) &&
       latest.expiresAt > now;
-    if (!exhausted) return new CodeExpiredError();
-    return new AttemptsExceededError(await this.waitBeforeNextSend(destination, purpose));
+    if (exhausted) {
+      return new AttemptsExceededError(await this.waitBeforeNextSend(destination, purpose, policy));
+    }
+    const expiredUnused =
+      latest !== null &&
+      latest.verifiedAt === null &&
+      latest.exhaustedAt === null &&
+      latest.attemptsUsed < latest.maxAttempts &&
+      latest.deliveryStatus === 'sent' &&
+      latest.expiresAt <= now;
+    if (!policy.autoResend || !input || !expiredUnused) return new CodeExpiredError();
+    try {
+      const resent = await this.send(
+        {
+          destination,
+          channel: latest.channel,
+          purpose,
+          ...(input.subject ? { subject: input.subject } : {}),
+          ...(input.challenge ? { challenge: input.challenge } : {}),
+        },
+        client,
+      );
+      return new CodeExpiredError({ ...resent });
+    } catch (error) {
+      // A limit (cooldown, cap, lockout) or a failed delivery: the plain 410, as without it.
+      if (error instanceof OtpError && !(error instanceof ServiceUnavailableError)) {
+        return new CodeExpiredError();
+      }
+      throw error;
+    }
   }
 
   /** Seconds until the flow may be sent a new code (at least 1). */
-  private async waitBeforeNextSend(destination: string, purpose: string): Promise<number> {
+  private async waitBeforeNextSend(
+    destination: string,
+    purpose: string,
+    policy: PurposePolicy,
+  ): Promise<number> {
     const { now, history } = await this.requests.readHistory(destination, purpose);
-    return secondsUntil(nextSendAt(history, purpose, now, this.policy), now);
+    return secondsUntil(nextSendAt(history, purpose, now, this.policies.sendPolicy(policy)), now);
   }
 
-  private decoy(): Promise<string> {
-    this.decoyHash ??= this.hasher.hash('0'.repeat(this.options.codeLength), 'decoy');
-    return this.decoyHash;
+  /** A hash of a code of `length` digits: the timing of a guess when there is no code. */
+  private decoy(length: number): Promise<string> {
+    let hash = this.decoyHashes.get(length);
+    if (!hash) {
+      hash = this.hasher.hash('0'.repeat(length), 'decoy');
+      this.decoyHashes.set(length, hash);
+    }
+    return hash;
+  }
+
+  /** The purpose's policy; with `strictPurposes`, a purpose it does not list is a 400. */
+  private policyOf(purpose: string): PurposePolicy {
+    const policy = this.policies.of(purpose);
+    if (!policy) throw new ValidationFailedError([`purpose '${purpose}' is not configured`]);
+    return policy;
   }
 
   private checkPurpose(purpose: string | undefined): string {
@@ -532,10 +808,13 @@ export class OtpService {
     return value;
   }
 
-  /** A phone's default channel is sms, or voice where only voice is enabled. */
-  private defaultChannel(destination: Destination, requested?: OtpChannel): OtpChannel | undefined {
+  /** A phone's default channel is sms, or voice where only voice is allowed. */
+  private defaultChannel(
+    destination: Destination,
+    channels: readonly OtpChannel[],
+    requested?: OtpChannel,
+  ): OtpChannel | undefined {
     if (requested || destination.kind === 'email') return requested;
-    const { channels } = this.options;
     return !channels.includes('sms') && channels.includes('voice') ? 'voice' : 'sms';
   }
 
@@ -557,6 +836,7 @@ export class OtpService {
 }
 
 function sendOutcome(error: unknown): OtpSendOutcome {
+  if (error instanceof HardLockedError) return 'locked';
   if (error instanceof SendLimitedError) return error.code === 'OTP_LOCKED' ? 'locked' : 'limited';
   if (error instanceof DeliveryFailedError) return 'delivery_failed';
   if (error instanceof ServiceUnavailableError) return 'unavailable';
@@ -571,4 +851,26 @@ function verifyOutcome(error: unknown, trace: VerifyTrace): OtpVerifyOutcome {
   if (error instanceof CodeExpiredError) return 'expired';
   if (error instanceof ServiceUnavailableError) return 'unavailable';
   return error instanceof OtpError ? 'rejected' : 'error';
+}
+
+/** When a cap over `windowSeconds` opens again, given its newest sends (newest first); null: not full. */
+function capUntil(
+  newestFirst: readonly Date[],
+  cap: number | null,
+  windowSeconds: number,
+): Date | null {
+  if (cap === null) return null;
+  const atCap = newestFirst[cap - 1];
+  return atCap ? new Date(atCap.getTime() + windowSeconds * 1000) : null;
+}
+
+/** What a token is bound to: SHA-256 of the client's address and/or User-Agent. */
+function clientHash(binding: ClientBinding, client: OtpClient): string {
+  const parts = [
+    binding === 'user-agent' ? '' : (client.ip ?? ''),
+    binding === 'ip' ? '' : (client.userAgent ?? ''),
+  ];
+  return createHash('sha256')
+    .update(JSON.stringify([binding, ...parts]))
+    .digest('hex');
 }

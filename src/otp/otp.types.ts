@@ -8,7 +8,7 @@ export type DestinationKind = 'phone' | 'email';
 
 /** Lifecycle of one send, as the status route reports it. */
 export type OtpRequestStatus =
-  'pending' | 'verified' | 'expired' | 'exhausted' | 'superseded' | 'failed';
+  'pending' | 'verified' | 'expired' | 'exhausted' | 'superseded' | 'cancelled' | 'failed';
 
 /** Outcome of delivering one send. */
 export type DeliveryStatus = 'pending' | 'sent' | 'failed';

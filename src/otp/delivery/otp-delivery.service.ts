@@ -21,6 +21,10 @@ export interface DeliveryRequest {
    * goes by email to this address.
    */
   fallbackEmail?: string;
+  /** Channels the purpose allows (within the module's); default: the module's `channels`. */
+  channels?: readonly OtpChannel[];
+  /** The code's lifetime, for the texts; default: the module's `ttlSeconds`. */
+  ttlSeconds?: number;
 }
 
 /** Who carried a code, over which channel, and where (when not to the destination). */
@@ -47,16 +51,13 @@ export class OtpDeliveryService {
   ) {}
 
   async deliver(request: DeliveryRequest): Promise<Delivery | null> {
+    const allowed = request.channels ?? this.options.channels;
     const chain = [request.channel, ...(this.options.channelFallback[request.channel] ?? [])];
     const legs: { channel: OtpChannel; to: string | null }[] = chain
-      .filter((channel) => this.options.channels.includes(channel))
+      .filter((channel) => allowed.includes(channel))
       .map((channel) => ({ channel, to: null }));
     // SMS → voice → email: the account's email, when the host gave one, after every phone channel.
-    if (
-      request.fallbackEmail &&
-      request.channel !== 'email' &&
-      this.options.channels.includes('email')
-    ) {
+    if (request.fallbackEmail && request.channel !== 'email' && allowed.includes('email')) {
       legs.push({ channel: 'email', to: request.fallbackEmail });
     }
     for (const { channel, to } of legs) {
@@ -74,7 +75,7 @@ export class OtpDeliveryService {
             appName: this.options.appName,
             code: request.code,
             channel,
-            ttlSeconds: this.options.ttlSeconds,
+            ttlSeconds: request.ttlSeconds ?? this.options.ttlSeconds,
             purpose: request.purpose,
             locale: request.locale,
             messages: this.options.messages,

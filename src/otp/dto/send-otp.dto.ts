@@ -37,6 +37,18 @@ export class SendOtpDto {
   @IsString()
   @Matches(PURPOSE_PATTERN)
   purpose?: string;
+
+  /** A challenge token (CAPTCHA response), needed once challenge escalation applies. */
+  @ApiPropertyOptional({
+    description:
+      'A challenge token (e.g. a CAPTCHA response), needed once a destination drew too many failed ' +
+      'verifies (challenge escalation, off by default); without it: 428 `OTP_CHALLENGE_REQUIRED`.',
+    maxLength: 4096,
+  })
+  @IsAbsentOr()
+  @IsString()
+  @MaxLength(4096)
+  challenge?: string;
 }
 
 /** What `OtpService.send` takes: the body, and the request's `Idempotency-Key` if any. */
@@ -60,4 +72,11 @@ export class SendOtpInputDto extends SendOtpDto {
   @IsString()
   @Matches(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/, { message: 'locale must be a BCP 47 tag' })
   locale?: string;
+
+  /** The host's account id (server-side only): per-account limits across its destinations. */
+  @IsAbsentOr()
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(255)
+  subject?: string;
 }

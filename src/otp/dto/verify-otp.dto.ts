@@ -40,4 +40,26 @@ export class VerifyOtpDto {
   @IsString()
   @Matches(PURPOSE_PATTERN)
   purpose?: string;
+
+  /** A challenge token (CAPTCHA response), needed once challenge escalation applies. */
+  @ApiPropertyOptional({
+    description:
+      'A challenge token (e.g. a CAPTCHA response), needed once a destination drew too many failed ' +
+      'verifies (challenge escalation, off by default); without it: 428 `OTP_CHALLENGE_REQUIRED`.',
+    maxLength: 4096,
+  })
+  @IsAbsentOr()
+  @IsString()
+  @MaxLength(4096)
+  challenge?: string;
+}
+
+/** What `OtpService.verify` takes: the body, and the account (server-side only) if any. */
+export class VerifyOtpInputDto extends VerifyOtpDto {
+  /** The host's account id: the guess budget across its destinations; a code sent for it only. */
+  @IsAbsentOr()
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(255)
+  subject?: string;
 }

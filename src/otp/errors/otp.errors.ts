@@ -77,8 +77,12 @@ export class IdempotencyKeyReusedError extends OtpError {
 }
 
 export class InvalidCodeError extends OtpError {
-  constructor(attemptsRemaining: number) {
-    super(HttpStatus.UNAUTHORIZED, 'OTP_INVALID', 'The code is incorrect.', { attemptsRemaining });
+  /** `challengeRequired`: the next call for this destination needs a challenge. */
+  constructor(attemptsRemaining: number, challengeRequired = false) {
+    super(HttpStatus.UNAUTHORIZED, 'OTP_INVALID', 'The code is incorrect.', {
+      attemptsRemaining,
+      ...(challengeRequired ? { challengeRequired: true } : {}),
+    });
   }
 }
 
@@ -93,12 +97,45 @@ export class AttemptsExceededError extends OtpRetryableError {
 }
 
 export class CodeExpiredError extends OtpError {
-  constructor() {
+  /** `resent`: auto-resend sent a fresh code; its request's fields go in the body. */
+  constructor(resent?: Record<string, unknown>) {
     // One message whatever the reason, so it reveals neither use nor expiry time.
     super(
       HttpStatus.GONE,
       'OTP_EXPIRED',
-      'This code is invalid or has expired. Request a new code.',
+      resent
+        ? 'This code has expired. A new code was sent.'
+        : 'This code is invalid or has expired. Request a new code.',
+      resent ? { resent: true, ...resent } : {},
+    );
+  }
+}
+
+/** Hard lockout: sends stop until the lock's end, or until the host unlocks the destination. */
+export class HardLockedError extends OtpError {
+  /** Seconds until the lock ends; absent when only an unlock ends it. */
+  readonly retryAfter?: number;
+
+  constructor(retryAfter: number | null) {
+    const seconds = retryAfter === null ? undefined : Math.max(1, Math.ceil(retryAfter));
+    super(
+      HttpStatus.LOCKED,
+      'OTP_HARD_LOCKED',
+      'Too many incorrect codes. Sending codes here is locked; contact support to unlock it.',
+      seconds === undefined ? {} : { retryAfter: seconds },
+    );
+    if (seconds !== undefined) this.retryAfter = seconds;
+  }
+}
+
+/** Challenge escalation: this call needs a `challenge` (a CAPTCHA token) that the host accepts. */
+export class ChallengeRequiredError extends OtpError {
+  constructor() {
+    super(
+      HttpStatus.PRECONDITION_REQUIRED,
+      'OTP_CHALLENGE_REQUIRED',
+      'Complete the challenge and try again.',
+      { challengeRequired: true },
     );
   }
 }

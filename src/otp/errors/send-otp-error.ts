@@ -1,4 +1,4 @@
-import { type OtpError, OtpRetryableError } from './otp.errors.js';
+import { HardLockedError, type OtpError, OtpRetryableError } from './otp.errors.js';
 
 /** An Express or a Fastify response: the two shapes Nest's HTTP adapters hand a filter. */
 interface HttpResponseLike {
@@ -12,12 +12,20 @@ interface HttpResponseLike {
   send?(body: unknown): unknown;
 }
 
-/** Writes an `OtpError` as the contract's JSON, with `Retry-After` on every retryable error. */
+/**
+ * Writes an `OtpError` as the contract's JSON, with `Retry-After` on every retryable error and on a
+ * hard lock that has an end.
+ */
 export function sendOtpError(response: HttpResponseLike, error: OtpError): void {
   if (response.headersSent || response.sent) return;
   const body = error.getResponse();
-  if (error instanceof OtpRetryableError) {
-    const value = String(error.retryAfter);
+  // A hard lock with an end says when, too (RFC 9110 allows Retry-After on any status).
+  const retryAfter =
+    error instanceof OtpRetryableError || error instanceof HardLockedError
+      ? error.retryAfter
+      : undefined;
+  if (retryAfter !== undefined) {
+    const value = String(retryAfter);
     if (response.setHeader) response.setHeader('Retry-After', value);
     else response.header?.('Retry-After', value);
   }

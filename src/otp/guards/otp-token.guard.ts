@@ -2,6 +2,7 @@ import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/com
 import { Reflector } from '@nestjs/core';
 import { TokenInvalidError } from '../errors/otp.errors.js';
 import { OTP_TOKEN_HEADER, REQUIRE_OTP_METADATA } from '../otp.constants.js';
+import { clientOf } from '../http/client-of.js';
 import { OtpService, type OtpVerification } from '../otp.service.js';
 
 /** The request of a route guarded by `@RequireOtp`, once the guard let it through. */
@@ -29,8 +30,14 @@ export class OtpTokenGuard implements CanActivate {
     if (!purpose) return true;
     const request = context
       .switchToHttp()
-      .getRequest<{ headers: Record<string, unknown> } & Partial<OtpVerifiedRequest>>();
-    const verification = await this.otp.consumeToken(this.getToken(request.headers), purpose);
+      .getRequest<
+        { headers: Record<string, unknown>; ip?: string } & Partial<OtpVerifiedRequest>
+      >();
+    const verification = await this.otp.consumeToken(
+      this.getToken(request.headers),
+      purpose,
+      clientOf(request),
+    );
     if (!verification) throw new TokenInvalidError();
     request.otp = verification;
     return true;

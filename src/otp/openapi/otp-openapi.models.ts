@@ -17,6 +17,7 @@ const STATUSES: Record<OtpRequestStatus, true> = {
   expired: true,
   exhausted: true,
   superseded: true,
+  cancelled: true,
   failed: true,
 };
 
@@ -42,11 +43,22 @@ export class OtpSendResponse implements Required<SendOtpResult> {
   @ApiProperty({ type: String, format: 'date-time', example: '2030-01-01T12:05:00.000Z' })
   expiresAt!: Date;
 
+  @ApiProperty({ type: 'integer', description: "The purpose's code lifetime.", example: 300 })
+  ttlSeconds!: number;
+
   @ApiProperty({ type: 'integer', example: 6 })
   codeLength!: number;
 
   @ApiProperty({ type: 'integer', example: 3 })
   attemptsAllowed!: number;
+
+  @ApiPropertyOptional({
+    enum: [true],
+    description:
+      'Present when the next call for this destination needs a `challenge` (challenge escalation).',
+    example: true,
+  })
+  challengeRequired!: true;
 
   @ApiProperty({
     type: String,
@@ -109,4 +121,13 @@ export class OtpRequestStatusResponse implements Required<OtpRequestView> {
 
   @ApiProperty({ type: String, format: 'date-time', example: '2030-01-01T12:00:30.000Z' })
   resendAvailableAt!: Date;
+
+  @ApiProperty({ type: 'integer', description: "The code's lifetime.", example: 300 })
+  ttlSeconds!: number;
+
+  @ApiProperty({ type: 'integer', example: 6 })
+  codeLength!: number;
+
+  @ApiProperty({ type: 'integer', example: 3 })
+  attemptsAllowed!: number;
 }

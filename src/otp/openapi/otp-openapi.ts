@@ -37,10 +37,11 @@ const WHEN = {
     'malformed JSON, unknown fields, wrong types, bad destination/purpose/code/Idempotency-Key format',
   OTP_DESTINATION_NOT_ALLOWED:
     'destination refused by policy (country not allowed, premium-rate or shared-cost number)',
-  OTP_CHANNEL_NOT_ALLOWED: 'a channel the module is not configured to send on',
+  OTP_CHANNEL_NOT_ALLOWED: "a channel the module, or the purpose's policy, does not send on",
   OTP_INVALID: 'wrong code, attempts left (`attemptsRemaining`)',
   OTP_TOKEN_INVALID: 'missing, unknown, used, expired or wrong-purpose `X-OTP-Token`',
-  OTP_REQUEST_NOT_FOUND: 'unknown or malformed request id',
+  OTP_REQUEST_NOT_FOUND:
+    'unknown or malformed request id (cancel: also a request already finished or cancelled)',
   OTP_EXPIRED: 'no active code: never sent, expired, superseded or already used',
   PAYLOAD_TOO_LARGE: 'body over the limit (default 16 KiB)',
   IDEMPOTENCY_KEY_REUSED: 'an `Idempotency-Key` already used within 24 h with another request',
@@ -48,6 +49,10 @@ const WHEN = {
   OTP_LOCKED: 'a send during a progressive lockout (after exhausted codes)',
   OTP_SEND_LIMIT: 'hourly or daily send cap for the destination reached',
   OTP_ATTEMPTS_EXCEEDED: 'wrong code that used the last attempt, or code already exhausted',
+  OTP_HARD_LOCKED:
+    'hard lockout (off by default): sends stop until unlocked or the lock ends (`retryAfter` then)',
+  OTP_CHALLENGE_REQUIRED:
+    'challenge escalation (off by default): a `challenge` is needed, or the one given was refused',
   RATE_LIMITED: 'per-IP throttling',
   OTP_DELIVERY_FAILED: 'every channel in the fallback chain failed; no active code is left behind',
   SERVICE_UNAVAILABLE: 'the database (or a shared throttle storage) cannot be reached',
@@ -69,6 +74,8 @@ export const OTP_ROUTE_ERRORS = {
     400: ['VALIDATION_FAILED', 'OTP_DESTINATION_NOT_ALLOWED', 'OTP_CHANNEL_NOT_ALLOWED'],
     413: ['PAYLOAD_TOO_LARGE'],
     422: ['IDEMPOTENCY_KEY_REUSED'],
+    423: ['OTP_HARD_LOCKED'],
+    428: ['OTP_CHALLENGE_REQUIRED'],
     429: ['OTP_RESEND_COOLDOWN', 'OTP_LOCKED', 'OTP_SEND_LIMIT', 'RATE_LIMITED'],
     503: ['OTP_DELIVERY_FAILED', 'SERVICE_UNAVAILABLE'],
   },
@@ -77,10 +84,16 @@ export const OTP_ROUTE_ERRORS = {
     401: ['OTP_INVALID'],
     410: ['OTP_EXPIRED'],
     413: ['PAYLOAD_TOO_LARGE'],
+    428: ['OTP_CHALLENGE_REQUIRED'],
     429: ['OTP_ATTEMPTS_EXCEEDED', 'RATE_LIMITED'],
     503: ['SERVICE_UNAVAILABLE'],
   },
   status: {
+    404: ['OTP_REQUEST_NOT_FOUND'],
+    429: ['RATE_LIMITED'],
+    503: ['SERVICE_UNAVAILABLE'],
+  },
+  cancel: {
     404: ['OTP_REQUEST_NOT_FOUND'],
     429: ['RATE_LIMITED'],
     503: ['SERVICE_UNAVAILABLE'],
@@ -92,7 +105,7 @@ export const OTP_ROUTE_ERRORS = {
 } as const satisfies Record<string, OtpRouteErrors>;
 
 /** Codes whose body carries `retryAfter` (and a `Retry-After` header): every 429, and this 503. */
-const RETRYABLE: readonly OtpErrorCode[] = ['SERVICE_UNAVAILABLE'];
+const RETRYABLE: readonly OtpErrorCode[] = ['SERVICE_UNAVAILABLE', 'OTP_HARD_LOCKED'];
 
 const RETRY_AFTER = {
   type: 'integer',
@@ -119,6 +132,22 @@ function errorSchema(status: number, codes: readonly OtpErrorCode[]): Record<str
   if (codes.includes('OTP_INVALID')) {
     properties.attemptsRemaining = { type: 'integer', minimum: 1 };
     required.push('attemptsRemaining');
+  }
+  if (codes.includes('OTP_INVALID') || codes.includes('OTP_CHALLENGE_REQUIRED')) {
+    properties.challengeRequired = {
+      type: 'boolean',
+      enum: [true],
+      description: 'The next call for this destination needs a `challenge`.',
+    };
+  }
+  if (codes.includes('OTP_EXPIRED')) {
+    properties.resent = {
+      type: 'boolean',
+      enum: [true],
+      description:
+        "Auto-resend (per purpose, off by default) sent a new code; the new request's fields " +
+        '(`requestId`, `expiresAt`, ... as the send answers them) come with it.',
+    };
   }
   return { type: 'object', required, properties };
 }
@@ -231,6 +260,25 @@ export const ApiOtpStatus = (): MethodDecorator =>
     }),
     ApiResponse({ status: 200, description: 'The request.', type: OtpRequestStatusResponse }),
     errorResponses(OTP_ROUTE_ERRORS.status),
+  );
+
+/** `POST /otp/requests/:requestId/cancel`. */
+export const ApiOtpCancel = (): MethodDecorator =>
+  applyDecorators(
+    ApiOperation({
+      operationId: 'otpCancel',
+      summary: 'Cancel a send',
+      description:
+        'The code stops verifying at once. A cancelled send starts no resend cooldown; it still ' +
+        'counts toward the send caps.',
+    }),
+    ApiParam({
+      name: 'requestId',
+      description: 'The `requestId` a send answered.',
+      schema: { type: 'string', format: 'uuid' },
+    }),
+    ApiResponse({ status: 204, description: 'The request was active and is now cancelled.' }),
+    errorResponses(OTP_ROUTE_ERRORS.cancel),
   );
 
 /** A route guarded by `@RequireOtp`: the `X-OTP-Token` scheme and the guard's errors. */

@@ -85,4 +85,16 @@ export class OtpRequest {
 
   @Column('timestamptz', { name: 'token_used_at', nullable: true })
   tokenUsedAt!: Date | null;
+
+  /** When the request was cancelled (it is then also superseded). */
+  @Column('timestamptz', { name: 'cancelled_at', nullable: true })
+  cancelledAt!: Date | null;
+
+  /** The host's account id the send was made for (per-account limits), if any. */
+  @Column('text', { nullable: true })
+  subject!: string | null;
+
+  /** SHA-256 of the client a verification token is bound to, when its purpose binds tokens. */
+  @Column('text', { name: 'token_client_hash', nullable: true })
+  tokenClientHash!: string | null;
 }

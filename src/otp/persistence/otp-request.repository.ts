@@ -1,11 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource } from 'typeorm';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DataSource, EntityManager } from 'typeorm';
 import { OTP_OPTIONS } from '../otp.constants.js';
 import { OtpConnection } from './otp-connection.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
 import type { CapMarks, SendHistory } from '../policy/send-policy.js';
 import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
+import { purposePoliciesOf } from '../policy/purpose-policy.js';
 import type { OtpRequest } from './otp-request.entity.js';
 
 /** Columns as Postgres returns them. */
@@ -33,6 +35,9 @@ interface OtpRequestRow {
   token_hash: string | null;
   token_expires_at: Date | null;
   token_used_at: Date | null;
+  cancelled_at: Date | null;
+  subject: string | null;
+  token_client_hash: string | null;
 }
 
 const toEntity = (r: OtpRequestRow): OtpRequest => ({
@@ -58,6 +63,9 @@ const toEntity = (r: OtpRequestRow): OtpRequest => ({
   requestFingerprint: r.request_fingerprint,
   tokenHash: r.token_hash,
   tokenExpiresAt: r.token_expires_at,
+  cancelledAt: r.cancelled_at ?? null,
+  subject: r.subject ?? null,
+  tokenClientHash: r.token_client_hash ?? null,
   tokenUsedAt: r.token_used_at,
 });
 
@@ -161,12 +169,13 @@ const historyColumns = (destination: string, purpose: string): string => `
     FROM (
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
-           AND delivery_status <> 'failed' AND created_at > since.t
+           AND delivery_status <> 'failed' AND cancelled_at IS NULL AND created_at > since.t
          ORDER BY created_at DESC LIMIT :cooldownRows)
       UNION
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND exhausted_at IS NOT NULL
-           AND created_at > since.t
+           AND created_at > since.t AND exhausted_at > COALESCE((SELECT unlocked_at
+             FROM otp_destinations WHERE destination = ${destination}), '-infinity')
          ORDER BY exhausted_at DESC LIMIT :lockoutRows)
       UNION
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
@@ -191,11 +200,17 @@ const historyColumns = (destination: string, purpose: string): string => `
 /** A send's snapshot: the clock, the destination's version, its history, an idempotent replay. */
 const LOAD_HISTORY = new Statement<
   HistoryParam | 'destination' | 'purpose' | 'idempotencyKey',
-  HistoryColumns & { now: Date; version: string; idempotent: JsonRow | null }
+  HistoryColumns & {
+    now: Date;
+    version: string;
+    hard_locked_at: Date | null;
+    idempotent: JsonRow | null;
+  }
 >(
   `WITH ${SINCE}
    SELECT statement_timestamp() AS now,
      COALESCE((SELECT version FROM otp_destinations WHERE destination = :destination), 0) AS version,
+     (SELECT hard_locked_at FROM otp_destinations WHERE destination = :destination) AS hard_locked_at,
      ${historyColumns(':destination', ':purpose')},
      (SELECT row_to_json(i) FROM otp_requests i
        WHERE :idempotencyKey::text IS NOT NULL AND i.idempotency_key = :idempotencyKey
@@ -229,7 +244,8 @@ const INSERT_IF_UNCHANGED = new Statement<
   | 'expiresAt'
   | 'resendAvailableAt'
   | 'idempotencyKey'
-  | 'requestFingerprint',
+  | 'requestFingerprint'
+  | 'subject',
   { id: string }
 >(
   `WITH claimed AS (
@@ -248,11 +264,11 @@ const INSERT_IF_UNCHANGED = new Statement<
      RETURNING 1)
    INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
      max_attempts, created_at, expires_at, resend_available_at, idempotency_key,
-     request_fingerprint)
+     request_fingerprint, subject)
    SELECT :id::uuid, :destination::varchar, :purpose::varchar, :channel::varchar,
      :codeHash::varchar, :codeLength::smallint, :maxAttempts::smallint, :now::timestamptz,
      :expiresAt::timestamptz, :resendAvailableAt::timestamptz, :idempotencyKey::varchar,
-     :requestFingerprint::char(64)
+     :requestFingerprint::char(64), :subject::text
    FROM (SELECT count(*) FROM released) AS superseded
    WHERE EXISTS (SELECT 1 FROM claimed)
    RETURNING id`,
@@ -269,7 +285,7 @@ const MARK_FAILED = new Statement<'id'>(
 );
 
 const RESERVE_ATTEMPT = new Statement<
-  'destination' | 'purpose',
+  'destination' | 'purpose' | 'subject',
   Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>
 >(
   `WITH reserved AS (
@@ -277,6 +293,8 @@ const RESERVE_ATTEMPT = new Statement<
       WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         AND code_hash IS NOT NULL
+        -- A verify made for an account reserves only a code sent for that account.
+        AND (:subject::text IS NULL OR subject = :subject)
         -- Only a code whose delivery was recorded: one whose outcome could not be written (the
         -- database refused it) is never usable, so a 503 send leaves no working code behind.
         AND delivery_status = 'sent'
@@ -290,13 +308,13 @@ const RESERVE_ATTEMPT = new Statement<
 );
 
 const MARK_VERIFIED = new Statement<
-  'id' | 'tokenHash' | 'tokenTtlSeconds',
+  'id' | 'tokenHash' | 'tokenTtlSeconds' | 'clientHash',
   { token_expires_at: Date }
 >(
   `WITH verified AS (
      UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
        exhausted_at = NULL,
-       token_hash = :tokenHash,
+       token_hash = :tokenHash, token_client_hash = :clientHash::text,
        token_expires_at = statement_timestamp() + make_interval(secs => :tokenTtlSeconds)
       WHERE id = :id AND verified_at IS NULL AND superseded_at IS NULL
         AND delivery_status <> 'failed' AND expires_at > statement_timestamp()
@@ -321,20 +339,93 @@ const FIND_LATEST_IN_FLOW = new Statement<
 );
 
 const CONSUME_TOKEN = new Statement<
-  'tokenHash' | 'purpose',
+  'tokenHash' | 'purpose' | 'clientHash',
   { id: string; destination: string; purpose: string }
 >(
   `WITH consumed AS (
      UPDATE otp_requests SET token_used_at = statement_timestamp()
       WHERE token_hash = :tokenHash AND purpose = :purpose AND token_used_at IS NULL
         AND token_expires_at > statement_timestamp()
+        -- A token bound to a client passes only from that client (and is not used up by another).
+        AND (token_client_hash IS NULL OR token_client_hash = :clientHash::text)
       RETURNING id, destination, purpose)
    SELECT * FROM consumed`,
+);
+
+/** Cancels an active request: it stops verifying (superseded) and is marked cancelled. */
+const CANCEL = new Statement<'id', { id: string }>(
+  `WITH cancelled AS (
+     UPDATE otp_requests SET cancelled_at = statement_timestamp(),
+       superseded_at = statement_timestamp(), code_hash = NULL
+      WHERE id = :id AND ${ACTIVE} AND expires_at > statement_timestamp()
+        AND attempts_used < max_attempts
+      RETURNING id)
+   SELECT * FROM cancelled`,
+);
+
+/** Records a hard lock (the newest moment it began), unless an unlock came after it. */
+const PERSIST_HARD_LOCK = new Statement<'destination' | 'since'>(
+  `UPDATE otp_destinations SET hard_locked_at = :since::timestamptz
+    WHERE destination = :destination
+      AND (hard_locked_at IS NULL OR hard_locked_at < :since::timestamptz)
+      AND (unlocked_at IS NULL OR unlocked_at < :since::timestamptz)`,
+);
+
+/**
+ * Lifts a hard lock: exhausted codes before now stop counting, for the hard and the progressive
+ * lockout. Bumps the version, so a send deciding meanwhile decides again.
+ */
+const UNLOCK = new Statement<'destination'>(
+  `INSERT INTO otp_destinations AS d (destination, version, updated_at, unlocked_at)
+   VALUES (:destination, 1, statement_timestamp(), statement_timestamp())
+   ON CONFLICT (destination) DO UPDATE SET hard_locked_at = NULL,
+     unlocked_at = statement_timestamp(), version = d.version + 1,
+     updated_at = statement_timestamp()`,
+);
+
+/** Wrong guesses at rows of `:where` created in the window (a verified row's success is not one). */
+const failedGuesses = (where: string): string => `
+  SELECT COALESCE(sum(attempts_used - CASE WHEN verified_at IS NULL THEN 0 ELSE 1 END), 0)::int
+    FROM otp_requests WHERE ${where}
+     AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)`;
+
+/**
+ * Failed verifies of a destination in the window since its last successful verify (challenge
+ * escalation). Reads at most the window's sends, bounded by the send caps.
+ */
+const COUNT_FAILED_VERIFIES = new Statement<'destination' | 'windowSeconds', { failed: number }>(
+  `SELECT (${failedGuesses(`destination = :destination AND created_at > COALESCE((
+       SELECT max(verified_at) FROM otp_requests WHERE destination = :destination
+          AND verified_at IS NOT NULL
+          AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)),
+       '-infinity')`)}) AS failed`,
+);
+
+/** One account's sends in the last hour and day (newest first, up to the caps) and its wrong guesses. */
+const SUBJECT_HISTORY = new Statement<
+  'subject' | 'hourlyCap' | 'dailyCap' | 'windowSeconds',
+  { now: Date; hourly: Date[] | null; daily: Date[] | null; failed: number; oldest: Date | null }
+>(
+  `SELECT statement_timestamp() AS now,
+     (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+        SELECT created_at FROM otp_requests WHERE subject = :subject
+           AND created_at > statement_timestamp() - interval '1 hour'
+         ORDER BY created_at DESC LIMIT :hourlyCap) w) AS hourly,
+     (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
+        SELECT created_at FROM otp_requests WHERE subject = :subject
+           AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)
+         ORDER BY created_at DESC LIMIT :dailyCap) w) AS daily,
+     (${failedGuesses('subject = :subject')}) AS failed,
+     (SELECT min(created_at) FROM otp_requests WHERE subject = :subject
+        AND attempts_used > CASE WHEN verified_at IS NULL THEN 0 ELSE 1 END
+        AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)) AS oldest`,
 );
 
 /** What a send decides on: history, the database's clock, and the destination's version. */
 export interface SendSnapshot {
   now: Date;
+  /** A hard lock recorded on the destination (null when none, or unlocked). */
+  hardLockedAt: Date | null;
   /** Bumped by every send to the destination (bigint, as a string). */
   version: string;
   history: SendHistory;
@@ -362,6 +453,20 @@ export interface NewOtpRequest {
   resendAvailableAt: Date;
   idempotencyKey: string | null;
   requestFingerprint: string | null;
+  /** The account the send was made for, if the host named one. */
+  subject: string | null;
+}
+
+/** One account's recent sends and wrong guesses (per-account limits). */
+export interface SubjectSnapshot {
+  now: Date;
+  /** Creation times of its newest sends in the last hour / 24 h, newest first, up to the caps. */
+  hourly: Date[];
+  daily: Date[];
+  /** Wrong guesses at its codes in the last 24 h (reserved attempts not yet judged included). */
+  failedVerifies: number;
+  /** Creation time of its oldest code with a wrong guess in the last 24 h. */
+  oldestFailure: Date | null;
 }
 
 /** What a reserved verify attempt hands back: enough to check the guess outside any lock. */
@@ -383,6 +488,8 @@ export class OtpRequestRepository {
   /** The history reads' parameters, fixed by the options. */
   private readonly historyParams: Readonly<Record<HistoryParam, number>>;
   private readonly dataSource: DataSource;
+  /** The transaction a per-account lock holds, when the current call runs inside one. */
+  private readonly transaction = new AsyncLocalStorage<EntityManager>();
 
   constructor(
     connection: OtpConnection,
@@ -393,14 +500,20 @@ export class OtpRequestRepository {
     const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
     const hourly = marks(options.maxSendsPerHour);
     const daily = marks(options.maxSendsPerDay);
+    // Sized for the most demanding purpose: the rows read serve every purpose's decision.
+    const policies = purposePoliciesOf(options).all();
+    const most = (of: (p: (typeof policies)[number]) => number) => Math.max(...policies.map(of));
     this.historyParams = {
       // The policy window plus a code's lifetime: a code sent just before the window may have been
       // exhausted inside it, and so still counts for lockout.
-      lookbackSeconds: POLICY_WINDOW_SECONDS + options.ttlSeconds,
+      lookbackSeconds: POLICY_WINDOW_SECONDS + most((p) => p.ttlSeconds),
       windowSeconds: POLICY_WINDOW_SECONDS,
-      // See `SendHistory` for why these few rows (and the cap marks) are all the policy needs.
-      cooldownRows: options.resendCooldownSeconds.length,
-      lockoutRows: options.lockoutStepSeconds.length,
+      // See `SendHistory` for why these few rows (and the cap marks) are all the policy needs; a
+      // hard lockout needs its count of exhausted codes.
+      cooldownRows: most((p) => p.resendCooldownSeconds.length),
+      lockoutRows: most((p) =>
+        Math.max(p.lockoutStepSeconds.length, p.hardLockout?.afterExhaustedCodes ?? 0),
+      ),
       hourlyOffset: hourly.offset,
       hourlyLimit: hourly.limit,
       dailyOffset: daily.offset,
@@ -427,6 +540,7 @@ export class OtpRequestRepository {
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,
+      hardLockedAt: head.hard_locked_at,
       version: String(head.version),
       history: this.toHistory(head),
       idempotent: head.idempotent ? toEntity(reviveRow(head.idempotent)) : null,
@@ -462,6 +576,7 @@ export class OtpRequestRepository {
         resendAvailableAt: row.resendAvailableAt,
         idempotencyKey: row.idempotencyKey,
         requestFingerprint: row.requestFingerprint,
+        subject: row.subject,
       });
       return inserted.length === 1;
     } catch (error) {
@@ -491,8 +606,12 @@ export class OtpRequestRepository {
    * Reserves one attempt on the flow's active code, if it has one left and has not expired: a single
    * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them.
    */
-  async reserveAttempt(destination: string, purpose: string): Promise<ReservedAttempt | null> {
-    const [row] = await this.query(RESERVE_ATTEMPT, { destination, purpose });
+  async reserveAttempt(
+    destination: string,
+    purpose: string,
+    subject: string | null = null,
+  ): Promise<ReservedAttempt | null> {
+    const [row] = await this.query(RESERVE_ATTEMPT, { destination, purpose, subject });
     if (!row || !row.code_hash) return null;
     return {
       id: row.id,
@@ -508,11 +627,17 @@ export class OtpRequestRepository {
    * holding a later attempt marked the code exhausted first: it was evaluated within the budget,
    * as if the guesses had run one after another. Returns the token's expiry, or null.
    */
-  async markVerified(id: string, tokenHash: string, tokenTtlSeconds: number): Promise<Date | null> {
+  async markVerified(
+    id: string,
+    tokenHash: string,
+    tokenTtlSeconds: number,
+    clientHash: string | null = null,
+  ): Promise<Date | null> {
     const [row] = await this.query(MARK_VERIFIED, {
       id,
       tokenHash,
       tokenTtlSeconds,
+      clientHash,
     });
     return row?.token_expires_at ?? null;
   }
@@ -571,17 +696,78 @@ export class OtpRequestRepository {
   async consumeToken(
     tokenHash: string,
     purpose: string,
+    clientHash: string | null = null,
   ): Promise<{ requestId: string; destination: string; purpose: string } | null> {
-    const [row] = await this.query(CONSUME_TOKEN, { tokenHash, purpose });
+    const [row] = await this.query(CONSUME_TOKEN, { tokenHash, purpose, clientHash });
     return row ? { requestId: row.id, destination: row.destination, purpose: row.purpose } : null;
   }
 
-  /** Runs one statement with its own named values: one round trip. */
+  /** Cancels an active request; false when it is unknown or already finished. */
+  async cancel(id: string): Promise<boolean> {
+    const rows = await this.query(CANCEL, { id });
+    return rows.length === 1;
+  }
+
+  /** Records that `destination` is hard-locked since `since` (it outlives the history). */
+  async persistHardLock(destination: string, since: Date): Promise<void> {
+    await this.query(PERSIST_HARD_LOCK, { destination, since });
+  }
+
+  /** Lifts a destination's hard lock; exhausted codes before now no longer count. */
+  async unlock(destination: string): Promise<void> {
+    await this.query(UNLOCK, { destination });
+  }
+
+  /** Failed verifies of `destination` in the last `windowSeconds`, since its last success. */
+  async countFailedVerifies(destination: string, windowSeconds: number): Promise<number> {
+    const [row] = await this.query(COUNT_FAILED_VERIFIES, { destination, windowSeconds });
+    return row?.failed ?? 0;
+  }
+
+  /** One account's recent sends and wrong guesses; caps size the reads (`null`: not needed). */
+  async subjectHistory(
+    subject: string,
+    caps: { hourly: number | null; daily: number | null },
+  ): Promise<SubjectSnapshot> {
+    const [row] = await this.query(SUBJECT_HISTORY, {
+      subject,
+      hourlyCap: caps.hourly ?? 1,
+      dailyCap: caps.daily ?? 1,
+      windowSeconds: POLICY_WINDOW_SECONDS,
+    });
+    if (!row) throw new Error('subject history query returned no row');
+    const dates = (list: Date[] | null): Date[] => (list ?? []).map((d) => new Date(d));
+    return {
+      now: row.now,
+      hourly: caps.hourly === null ? [] : dates(row.hourly),
+      daily: caps.daily === null ? [] : dates(row.daily),
+      failedVerifies: row.failed,
+      oldestFailure: row.oldest ? new Date(row.oldest) : null,
+    };
+  }
+
+  /**
+   * Runs `work` holding an account's lock: a transaction that takes a transaction-scoped advisory
+   * lock on the subject first, so the per-account checks and the write they allow are serialized
+   * across every destination of the account (and every instance). Each statement inside runs under
+   * READ COMMITTED with a fresh snapshot, so it sees what the previous holder committed.
+   */
+  withSubjectLock<T>(subject: string, work: () => Promise<T>): Promise<T> {
+    return this.dataSource.transaction(async (manager) => {
+      await manager.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        `nest-otp:subject:${subject}`,
+      ]);
+      return this.transaction.run(manager, work);
+    });
+  }
+
+  /** Runs one statement with its own named values: one round trip (in the held transaction, if any). */
   private query<Name extends string, Row>(
     statement: Statement<Name, Row>,
     values: Readonly<Record<Name, unknown>>,
   ): Promise<Row[]> {
-    return this.dataSource.query<Row[]>(statement.text, statement.bind(values));
+    const runner = this.transaction.getStore() ?? this.dataSource;
+    return runner.query<Row[]>(statement.text, statement.bind(values));
   }
 
   private toHistory(head: HistoryColumns): SendHistory {
@@ -628,6 +814,7 @@ const TIMESTAMP_COLUMNS = [
   'superseded_at',
   'token_expires_at',
   'token_used_at',
+  'cancelled_at',
 ] as const;
 
 function reviveRow(json: JsonRow): OtpRequestRow {

@@ -6,6 +6,7 @@ export interface RequestLifecycle {
   verifiedAt: Date | null;
   exhaustedAt: Date | null;
   supersededAt: Date | null;
+  cancelledAt?: Date | null;
   attemptsUsed: number;
   maxAttempts: number;
 }
@@ -15,6 +16,7 @@ export function requestStatus(row: RequestLifecycle, now: Date): OtpRequestStatu
   if (row.verifiedAt) return 'verified';
   if (row.deliveryStatus === 'failed') return 'failed';
   if (row.exhaustedAt || row.attemptsUsed >= row.maxAttempts) return 'exhausted';
+  if (row.cancelledAt) return 'cancelled';
   if (row.supersededAt) return 'superseded';
   if (row.expiresAt <= now) return 'expired';
   return 'pending';

@@ -76,12 +76,14 @@ export async function purgeOtpRequests(
     hashesCleared += n;
     if (n < batchSize) break;
   }
-  // Version rows of destinations with no send in the window: a later send starts a new one.
+  // Version rows of destinations with no send in the window: a later send starts a new one. A
+  // hard-locked destination keeps its row: the lock outlives the history it was computed from.
   for (;;) {
     const [row] = await dataSource.query<{ n: number }[]>(
       `WITH doomed AS (
          SELECT destination FROM otp_destinations
           WHERE updated_at < statement_timestamp() - make_interval(secs => $1)
+            AND hard_locked_at IS NULL
           LIMIT $2 FOR UPDATE SKIP LOCKED),
        gone AS (DELETE FROM otp_destinations d USING doomed
           WHERE d.destination = doomed.destination RETURNING 1)
