@@ -10,6 +10,12 @@ export const OTP_DATA_SOURCE = Symbol('OTP_DATA_SOURCE');
 export const REQUIRE_OTP_METADATA = 'nest-otp:require-otp';
 /** Header carrying a verification token to a guarded route. */
 export const OTP_TOKEN_HEADER = 'x-otp-token';
+/**
+ * The cookie a verify sets with `tokenTransport` `'cookie'` or `'both'`. `__Host-`: the browser keeps
+ * it only when set `Secure`, from the host itself, with `Path=/`, so no subdomain can plant or
+ * overwrite it.
+ */
+export const OTP_TOKEN_COOKIE = '__Host-otp-token';
 /** Internal: the mounted controller's route prefix, or null when no controller is mounted. */
 export const OTP_ROUTE_PREFIX = Symbol('OTP_ROUTE_PREFIX');
 /** Injection tokens of the OTP routes' own throttler (apart from any the host configures). */

@@ -8,6 +8,7 @@ import {
   Param,
   Post,
   Req,
+  Res,
   type ExecutionContext,
   type Type,
   Controller,
@@ -20,6 +21,7 @@ import { VerifyOtpDto } from './dto/verify-otp.dto.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { pickLocale } from './http/accept-language.js';
 import { clientOf, type ClientRequest } from './http/client-of.js';
+import { setTokenCookie } from './http/token-cookie.js';
 import {
   ApiOtpCancel,
   ApiOtpController,
@@ -31,7 +33,6 @@ import { OTP_OPTIONS } from './otp.constants.js';
 import type { OtpModuleOptions } from './otp.options.js';
 import {
   OtpService,
-  type OtpClient,
   type OtpRequestView,
   type SendOtpResult,
   type VerifyOtpInput,
@@ -86,9 +87,17 @@ export class OtpController {
   async verify(
     @OtpBody(VerifyOtpDto) body: VerifyOtpInput,
     @Req() request: ClientRequest,
-  ): Promise<VerifyOtpResult> {
+    @Res({ passthrough: true }) response: object,
+  ): Promise<VerifyOtpResult | Omit<VerifyOtpResult, 'verificationToken'>> {
     const subject = await this.subjectOf(request);
-    return this.otp.verify({ ...body, subject }, clientOf(request));
+    const result = await this.otp.verify({ ...body, subject }, clientOf(request));
+    const transport = this.options.tokenTransport;
+    if (transport === 'header') return result;
+    const lifetime = (result.tokenExpiresAt.getTime() - Date.now()) / 1000;
+    setTokenCookie(response, result.verificationToken, lifetime);
+    if (transport === 'both') return result;
+    // Cookie only: the token never reaches script, so XSS cannot read it from the answer either.
+    return { verified: result.verified, tokenExpiresAt: result.tokenExpiresAt };
   }
 
   @Get('requests/:requestId')

@@ -90,6 +90,13 @@ export class OtpModuleOptions {
   /** Seconds a verification token (from a successful verify) stays usable. Default `600`. */
   tokenTtlSeconds = 600;
   /**
+   * Where the verify route hands the verification token, and where `@RequireOtp` reads it:
+   * `'header'` (the JSON body; clients send `X-OTP-Token`), `'cookie'` (a `__Host-otp-token`
+   * cookie, `HttpOnly; Secure; SameSite=Strict; Path=/`, and the body omits the token) or `'both'`.
+   * Default `'header'`.
+   */
+  tokenTransport: 'header' | 'cookie' | 'both' = 'header';
+  /**
    * Who carries messages. The first provider that supports a channel carries it. Default: a
    * console provider (development only: it prints the message, code included; it logs a warning
    * at start when `NODE_ENV` is `production`). An empty list is refused.
@@ -304,6 +311,9 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
     problems.push(`throttleStoreFailure must be 'closed' or 'open'`);
   }
   if (typeof options.migrationsRun !== 'boolean') problems.push('migrationsRun must be a boolean');
+  if (!['header', 'cookie', 'both'].includes(options.tokenTransport)) {
+    problems.push(`tokenTransport must be 'header', 'cookie' or 'both'`);
+  }
   problems.push(...channelProblems(options));
   problems.push(...purposeProblems(options.purposes, options.channels));
   if (typeof options.strictPurposes !== 'boolean')

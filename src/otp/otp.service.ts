@@ -53,7 +53,6 @@ import {
   secondsUntil,
   withSend,
   type SendHistory,
-  type SendPolicy,
 } from './policy/send-policy.js';
 
 export interface SendOtpInput {

@@ -1,7 +1,9 @@
-import { type CanActivate, type ExecutionContext, Injectable } from '@nestjs/common';
+import { type CanActivate, type ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { TokenInvalidError } from '../errors/otp.errors.js';
-import { OTP_TOKEN_HEADER, REQUIRE_OTP_METADATA } from '../otp.constants.js';
+import { OTP_OPTIONS, OTP_TOKEN_HEADER, REQUIRE_OTP_METADATA } from '../otp.constants.js';
+import { readTokenCookie } from '../http/token-cookie.js';
+import type { OtpModuleOptions } from '../otp.options.js';
 import { clientOf } from '../http/client-of.js';
 import { OtpService, type OtpVerification } from '../otp.service.js';
 
@@ -20,6 +22,7 @@ export class OtpTokenGuard implements CanActivate {
   constructor(
     protected readonly reflector: Reflector,
     protected readonly otp: OtpService,
+    @Inject(OTP_OPTIONS) protected readonly options: OtpModuleOptions,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -43,9 +46,15 @@ export class OtpTokenGuard implements CanActivate {
     return true;
   }
 
-  /** Where the token is read from; override to take it from elsewhere. */
+  /**
+   * Where the token is read from, as `tokenTransport` says: the `X-OTP-Token` header, the
+   * `__Host-otp-token` cookie, or (`'both'`) the header, else the cookie. Override to take it from
+   * elsewhere.
+   */
   protected getToken(headers: Record<string, unknown>): string | undefined {
-    const value = headers[OTP_TOKEN_HEADER];
-    return typeof value === 'string' ? value : undefined;
+    const transport = this.options.tokenTransport;
+    const header = headers[OTP_TOKEN_HEADER];
+    if (transport !== 'cookie' && typeof header === 'string') return header;
+    return transport === 'header' ? undefined : readTokenCookie(headers.cookie);
   }
 }
