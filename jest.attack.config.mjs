@@ -1,4 +1,4 @@
-import base from './jest.config.mjs';
+import { base } from './jest.config.mjs';
 
 /** The attack suite (npm run test:attack): long e2e attack runs kept out of `npm test`. */
 export default {

@@ -4,7 +4,8 @@
  */
 const esmPackages = ['@nestjs', 'uid', 'load-esm', 'file-type'];
 
-export default {
+/** One project's settings (and, with the global ones, the attack suite's: jest.attack.config.mjs). */
+export const base = {
   testEnvironment: 'node',
   rootDir: '.',
   roots: ['<rootDir>/src', '<rootDir>/example', '<rootDir>/test'],
@@ -16,4 +17,27 @@ export default {
   globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
   testTimeout: 60_000,
   maxWorkers: 2,
+};
+
+// Run-wide settings stay at the top; jest reads testTimeout there only.
+const { globalSetup, globalTeardown, maxWorkers, testTimeout, ...project } = base;
+
+export default {
+  globalSetup,
+  globalTeardown,
+  maxWorkers,
+  testTimeout,
+  projects: [
+    { ...project, displayName: 'default' },
+    // The race and policy suites again, unchanged, on a database with the partitioned layout
+    // (otpPartitionedMigrations; global setup makes it): the one-active-code, idempotency and
+    // limit guarantees must hold there too. test/support/partitioned-layout.cjs points
+    // TEST_DATABASE_URL at it.
+    {
+      ...project,
+      displayName: 'partitioned',
+      testMatch: ['<rootDir>/test/races.e2e-spec.ts', '<rootDir>/test/policy.e2e-spec.ts'],
+      setupFiles: ['<rootDir>/test/support/partitioned-layout.cjs'],
+    },
+  ],
 };

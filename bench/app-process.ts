@@ -1,51 +1,107 @@
 /**
  * The app under test, in its own process (forked by the bench): the real example app from
- * `createExampleApp`, listening on 127.0.0.1, with a capturing delivery provider and a query
- * counter on the pg client. It answers the bench's commands over IPC (see protocol.ts).
+ * `createExampleApp`, listening on 127.0.0.1, with a capturing delivery provider (or nest-otp's
+ * own webhook provider, posting to the bench's webhook sink) and a query counter on the pg client.
+ * It answers the bench's commands over IPC (see protocol.ts).
  */
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
+import { writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Session } from 'node:inspector/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { createExampleApp } from '../example/bootstrap.js';
+import type { CodeHasher } from '../src/otp/crypto/code-hasher.js';
+import type { OtpMessage, OtpProvider } from '../src/otp/delivery/otp-provider.interface.js';
+import { WebhookOtpProvider } from '../src/otp/delivery/webhook.provider.js';
+import type { OtpChannel } from '../src/otp/otp.types.js';
+import { OTP_HASHER } from '../src/otp/otp.constants.js';
 import { OtpService } from '../src/otp/otp.service.js';
+import { OtpConnection } from '../src/otp/persistence/otp-connection.js';
 import { CapturingProvider } from './capturing-provider.js';
-import type { CommandName, Commands, Reply, Request } from './protocol.js';
+import { cpuMicros, type Handlers, RssSampler, serveCommands } from './child.js';
+import type { Commands, PoolSample } from './protocol.js';
 import { QueryCounter } from './query-counter.js';
+
+/** nest-otp's webhook provider, counting the deliveries in flight (for the pool samples). */
+class CountingWebhookProvider implements OtpProvider {
+  readonly name = 'webhook';
+  inFlight = 0;
+  private readonly inner: WebhookOtpProvider;
+
+  constructor(url: string) {
+    this.inner = new WebhookOtpProvider(url);
+  }
+
+  supports(channel: OtpChannel): boolean {
+    return this.inner.supports(channel);
+  }
+
+  close(): void {
+    this.inner.close?.();
+  }
+
+  async deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
+    this.inFlight += 1;
+    try {
+      await this.inner.deliver(message, signal);
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+}
 
 const counter = new QueryCounter();
 counter.install();
 const provider = new CapturingProvider();
+const sampler = new RssSampler();
+let webhook: CountingWebhookProvider | undefined;
+let profiler: Session | undefined;
 let app: INestApplication | undefined;
 /** HTTP requests the app has received and not yet answered (a load run's tail outlives it). */
 let inFlight = 0;
-
-// RSS sampled every 25 ms: the peak of a phase is the largest sample since the phase began.
-let phasePeak = process.memoryUsage.rss();
-setInterval(() => {
-  phasePeak = Math.max(phasePeak, process.memoryUsage.rss());
-}, 25).unref();
 
 function service(): OtpService {
   if (!app) throw new Error('app not started');
   return app.get(OtpService);
 }
 
-type Handlers = {
-  [K in CommandName]: (args: Commands[K]['args']) => Promise<Commands[K]['result']>;
-};
+/** The module's own pg pool: what a request holds while it talks to Postgres. */
+interface PoolLike {
+  totalCount: number;
+  idleCount: number;
+  waitingCount: number;
+  options: { max?: number };
+}
 
-const handlers: Handlers = {
-  async start({ databaseUrl, otp }) {
-    app = await createExampleApp(
-      { databaseUrl, otp: { ...otp, providers: [provider] } },
-      {
-        logger: false,
-      },
-    );
+function otpPool(): PoolLike {
+  if (!app) throw new Error('app not started');
+  return app.get(OtpConnection).pool;
+}
+
+let poolTimer: NodeJS.Timeout | undefined;
+const emptySample = (max: number): PoolSample & { sumInUse: number; sumDeliveries: number } => ({
+  samples: 0,
+  max,
+  maxInUse: 0,
+  meanInUse: 0,
+  maxWaiting: 0,
+  maxDeliveries: 0,
+  meanDeliveries: 0,
+  sumInUse: 0,
+  sumDeliveries: 0,
+});
+let poolSample = emptySample(0);
+
+const handlers: Handlers<Commands> = {
+  async start({ databaseUrl, otp, webhookUrl }) {
+    webhook = webhookUrl ? new CountingWebhookProvider(webhookUrl) : undefined;
+    const providers = webhook ? [webhook] : [provider];
+    app = await createExampleApp({ databaseUrl, otp: { ...otp, providers } }, { logger: false });
     await app.listen(0, '127.0.0.1');
     const server = app.getHttpServer() as Server;
+    server.keepAliveTimeout = 60_000;
     server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
       inFlight += 1;
       res.once('close', () => (inFlight -= 1));
@@ -94,15 +150,88 @@ const handlers: Handlers = {
   },
 
   memoryPhase() {
-    phasePeak = process.memoryUsage.rss();
+    sampler.reset();
     return Promise.resolve(null);
   },
 
   memory() {
-    const rss = process.memoryUsage.rss();
-    phasePeak = Math.max(phasePeak, rss);
+    const { rss, peakRss } = sampler.stats();
     // getrusage's ru_maxrss, in KiB on Linux.
-    return Promise.resolve({ phasePeak, rss, maxRss: process.resourceUsage().maxRSS * 1024 });
+    return Promise.resolve({
+      phasePeak: peakRss,
+      rss,
+      maxRss: process.resourceUsage().maxRSS * 1024,
+    });
+  },
+
+  stats() {
+    return Promise.resolve(sampler.stats());
+  },
+
+  gc() {
+    (globalThis as { gc?: () => void }).gc?.();
+    return Promise.resolve({
+      heapUsed: process.memoryUsage().heapUsed,
+      rss: process.memoryUsage.rss(),
+    });
+  },
+
+  async hashCost({ count }) {
+    if (!app) throw new Error('app not started');
+    const hasher = app.get<symbol, CodeHasher>(OTP_HASHER);
+    const binding = '2f1d0f9e-7a3c-4f51-9a6e-0c4b7e2d9a11';
+    const stored = await hasher.hash('123456', binding);
+    let started = cpuMicros();
+    for (let i = 0; i < count; i++) await hasher.hash('123456', binding);
+    const hashMicros = (cpuMicros() - started) / count;
+    started = cpuMicros();
+    for (let i = 0; i < count; i++) await hasher.matches('654321', binding, stored);
+    return { hashMicros, matchMicros: (cpuMicros() - started) / count };
+  },
+
+  samplePool({ on }) {
+    if (on) {
+      const pool = otpPool();
+      poolSample = emptySample(pool.options.max ?? 0);
+      clearInterval(poolTimer);
+      poolTimer = setInterval(() => {
+        const inUse = pool.totalCount - pool.idleCount;
+        poolSample.samples += 1;
+        poolSample.sumInUse += inUse;
+        poolSample.maxInUse = Math.max(poolSample.maxInUse, inUse);
+        poolSample.maxWaiting = Math.max(poolSample.maxWaiting, pool.waitingCount);
+        const deliveries = webhook?.inFlight ?? 0;
+        poolSample.sumDeliveries += deliveries;
+        poolSample.maxDeliveries = Math.max(poolSample.maxDeliveries, deliveries);
+      }, 5);
+      return Promise.resolve(null);
+    }
+    clearInterval(poolTimer);
+    const { sumInUse, sumDeliveries, ...sample } = poolSample;
+    const n = Math.max(sample.samples, 1);
+    return Promise.resolve({
+      ...sample,
+      meanInUse: sumInUse / n,
+      meanDeliveries: sumDeliveries / n,
+    });
+  },
+
+  async profile({ path }) {
+    if (path === undefined) {
+      profiler = new Session();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      // --cpu-prof's default interval: 1 ms.
+      await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
+      await profiler.post('Profiler.start');
+      return null;
+    }
+    if (!profiler) throw new Error('no profile running');
+    const { profile } = await profiler.post('Profiler.stop');
+    profiler.disconnect();
+    profiler = undefined;
+    writeFileSync(path, JSON.stringify(profile));
+    return null;
   },
 
   purge() {
@@ -116,24 +245,4 @@ const handlers: Handlers = {
   },
 };
 
-async function handle(request: Request): Promise<void> {
-  let reply: Reply;
-  try {
-    const handler = handlers[request.command] as (args: unknown) => Promise<unknown>;
-    reply = { id: request.id, ok: true, result: await handler(request.args) };
-  } catch (error) {
-    reply = {
-      id: request.id,
-      ok: false,
-      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-    };
-  }
-  process.send?.(reply);
-  if (request.command === 'stop') process.disconnect();
-}
-
-process.on('message', (message) => void handle(message as Request));
-// The bench is gone (crash, Ctrl-C): do not outlive it.
-process.on('disconnect', () => {
-  void (app ? app.close() : Promise.resolve()).finally(() => process.exit(0));
-});
+serveCommands(handlers, () => (app ? app.close() : Promise.resolve()));

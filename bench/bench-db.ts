@@ -12,10 +12,15 @@ import {
  * embedded Postgres), migrated like a host would, dropped at the end.
  */
 export class BenchDb {
+  /** The peers' database (Better Auth's tables, the bare service's), once asked for. */
+  private peers: string | undefined;
+
   private constructor(
     private readonly server: PostgresServer,
     readonly url: string,
     private readonly client: pg.Client,
+    /** False for a `sibling`: the server is released with the first database, not this one. */
+    private readonly ownsServer = true,
   ) {}
 
   static async create(): Promise<BenchDb> {
@@ -25,6 +30,19 @@ export class BenchDb {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     return new BenchDb(server, url, client);
+  }
+
+  /**
+   * Another database on the same server, freshly migrated: a table with no history and no
+   * statistics from earlier sections (after a TRUNCATE, Postgres keeps the grown table's
+   * statistics and plans for it). Dropped on its own `drop()`.
+   */
+  async sibling(prefix: string): Promise<BenchDb> {
+    const url = await createUniqueDatabase(this.server.adminUrl, prefix);
+    await runOtpMigrations(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    return new BenchDb(this.server, url, client, false);
   }
 
   /** Where the server is, without credentials. */
@@ -40,9 +58,19 @@ export class BenchDb {
     return (await this.client.query<T>(sql, params)).rows;
   }
 
+  /**
+   * A second database on the same server, for the peer services (Better Auth creates its own
+   * `user`, `session`, `account` and `verification` tables), dropped with this one.
+   */
+  async peersUrl(): Promise<string> {
+    this.peers ??= await createUniqueDatabase(this.server.adminUrl, 'nest_otp_bench_peers');
+    return this.peers;
+  }
+
   async drop(): Promise<void> {
     await this.client.end().catch(() => undefined);
+    if (this.peers) await dropDatabase(this.server.adminUrl, this.peers);
     await dropDatabase(this.server.adminUrl, this.url);
-    await this.server.release();
+    if (this.ownsServer) await this.server.release();
   }
 }

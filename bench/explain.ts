@@ -61,8 +61,9 @@ const SCAN = /(?:Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Ind
 /**
  * Section 3b: EXPLAIN of every statement the app sent that touches otp_requests, with the
  * parameters it sent (one plan per pattern of null parameters). Read-only statements (plain
- * SELECTs) get EXPLAIN ANALYZE, the others plain EXPLAIN so nothing is written. A Seq Scan on
- * otp_requests is flagged.
+ * SELECTs) get EXPLAIN ANALYZE, the others plain EXPLAIN so nothing is written. These are the
+ * plans the app gets: its statements are prepared, but its sessions plan each execution for its
+ * own values (`plan_cache_mode = force_custom_plan`). A Seq Scan on otp_requests is flagged.
  */
 export async function explainSection(app: AppHandle, db: BenchDb, figures: Figures): Promise<void> {
   const [count] = await db.query<{ n: string }>('SELECT count(*) AS n FROM otp_requests');

@@ -13,6 +13,8 @@ export interface LoadOptions {
   nextBody: () => unknown;
   /** The status a successful request answers (202 for send, 200/401 for verify). */
   expect: number;
+  /** Sent with every request, besides `content-type: application/json`. */
+  headers?: Record<string, string>;
 }
 
 export interface LoadResult {
@@ -51,7 +53,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
           ? { duration: options.durationSeconds ?? 5 }
           : { amount: options.amount }),
         timeout: 30,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...options.headers },
         requests: [
           {
             method: 'POST',

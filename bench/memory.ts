@@ -19,7 +19,7 @@ export function memorySection(rows: MemoryRow[], figures: Figures): void {
       app: r.app,
       phase: r.phase,
       'after boot': mb(r.bootRss),
-      'peak in phase (sampled 25 ms)': mb(r.phasePeak),
+      'peak in phase (sampled 100 ms)': mb(r.phasePeak),
       'at end of phase': mb(r.rss),
       'process max (getrusage)': mb(r.maxRss),
     })),

@@ -1,4 +1,5 @@
 import type { OtpModuleOptionsInput } from '../src/otp/otp.options.js';
+import type { ProcessStats } from './child.js';
 import type { CapturedStatement } from './query-counter.js';
 
 /**
@@ -6,9 +7,12 @@ import type { CapturedStatement } from './query-counter.js';
  * in its own process so its RSS is its own and the load generator does not share its event loop.
  */
 export interface Commands {
-  /** Boots the example app on 127.0.0.1 (random port). */
+  /**
+   * Boots the example app on 127.0.0.1 (random port). Codes go to the capturing provider, or with
+   * `webhookUrl` to nest-otp's own `WebhookOtpProvider` posting there (the bench's webhook sink).
+   */
   start: {
-    args: { databaseUrl: string; otp: OtpModuleOptionsInput };
+    args: { databaseUrl: string; otp: OtpModuleOptionsInput; webhookUrl?: string };
     result: { port: number; rss: number };
   };
   /** Sends `count` codes through `OtpService.send` (no HTTP), `concurrency` at a time. */
@@ -30,17 +34,35 @@ export interface Commands {
   };
   /** Runs the retention purge (`OtpService.purge()`). */
   purge: { args: Record<string, never>; result: { deleted: number; hashesCleared: number } };
+  /** CPU time and memory of the app process. */
+  stats: { args: Record<string, never>; result: ProcessStats };
+  /** Runs a full GC (the process has `--expose-gc`) and answers the heap and RSS after it. */
+  gc: { args: Record<string, never>; result: { heapUsed: number; rss: number } };
+  /** CPU µs the configured hasher costs for one hash and one check (mean over `count` pairs). */
+  hashCost: { args: { count: number }; result: { hashMicros: number; matchMicros: number } };
+  /**
+   * Starts (`on: true`) or stops sampling the module's pool every 5 ms; stopping answers what was
+   * seen: connections checked out (in use), clients waiting for one, the pool's size.
+   */
+  samplePool: { args: { on: boolean }; result: PoolSample | null };
+  /**
+   * Starts V8's CPU profiler in the app process (what `node --cpu-prof` runs for the whole
+   * process), or stops it and writes the `.cpuprofile` to `path`: a profile of a load window alone,
+   * without the boot or the minting before it.
+   */
+  profile: { args: { path?: string }; result: null };
   /** Closes the app; the process then exits. */
   stop: { args: Record<string, never>; result: null };
 }
 
-export type CommandName = keyof Commands;
-
-export interface Request<K extends CommandName = CommandName> {
-  id: number;
-  command: K;
-  args: Commands[K]['args'];
+/** The module's pool as sampled during a run. */
+export interface PoolSample {
+  samples: number;
+  max: number;
+  maxInUse: number;
+  meanInUse: number;
+  maxWaiting: number;
+  /** Deliveries the app had in flight (its webhook provider), at the same instants. */
+  maxDeliveries: number;
+  meanDeliveries: number;
 }
-
-export type Reply =
-  { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };

@@ -6,13 +6,16 @@
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { AppHandle } from './app-handle.js';
 import { BenchDb } from './bench-db.js';
-import { hmacApp, settings, threadPoolSize } from './config.js';
+import { hmacApp, sectionEnabled, settings, threadPoolSize } from './config.js';
 import { explainSection } from './explain.js';
 import { Figures } from './figures.js';
 import { growthSection } from './growth.js';
 import { hashSection } from './hash-ceiling.js';
 import { closeHttp } from './http.js';
 import { memorySection, type MemoryRow } from './memory.js';
+import { PeerHandle, WebhookHandle } from './peers/peer-handle.js';
+import { sideBySideSection } from './side-by-side.js';
+import { slowProviderSection } from './slow-provider.js';
 import { mb, round, secondsSince } from './stats.js';
 import { throughputSection } from './throughput.js';
 
@@ -28,13 +31,20 @@ async function main(): Promise<void> {
   const figures = new Figures();
   const db = await BenchDb.create();
   let app: AppHandle | undefined;
+  /** Section 5 and 6: the webhook sink, nest-otp delivering to it, the peers. */
+  const others: { kill(): void; stop(): Promise<void> }[] = [];
+  /** Databases of their own (sections 5 and 6), dropped before the main one. */
+  const siblings: BenchDb[] = [];
   let interrupted = false;
   const onSignal = (): void => {
     if (interrupted) return;
     interrupted = true;
     console.error('\ninterrupted: stopping the app and dropping the bench database');
     app?.kill();
-    void db.drop().finally(() => process.exit(130));
+    for (const other of others) other.kill();
+    void Promise.all(siblings.map((s) => s.drop().catch(() => undefined)))
+      .then(() => db.drop())
+      .finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -57,12 +67,44 @@ async function main(): Promise<void> {
     });
 
     const memory: MemoryRow[] = [];
-    memory.push(...(await hashSection(db.url, figures)));
-    app = await AppHandle.start(db.url, hmacApp);
-    memory.push(...(await throughputSection(app, figures)));
-    memory.push(...(await growthSection(app, db, figures)));
-    await explainSection(app, db, figures);
-    memorySection(memory, figures);
+    if (sectionEnabled('hash')) memory.push(...(await hashSection(db.url, figures)));
+    if (sectionEnabled('throughput') || sectionEnabled('growth')) {
+      app = await AppHandle.start(db.url, hmacApp);
+      if (sectionEnabled('throughput')) memory.push(...(await throughputSection(app, figures)));
+      if (sectionEnabled('growth')) {
+        memory.push(...(await growthSection(app, db, figures)));
+        await explainSection(app, db, figures);
+      }
+      await app.stop();
+      app = undefined;
+    }
+    if (memory.length > 0) memorySection(memory, figures);
+    if (sectionEnabled('side') || sectionEnabled('slow')) {
+      // A fresh database: the growth section left a million rows behind, and after a TRUNCATE
+      // Postgres would keep planning with their statistics (reserveAttempt then scanned every
+      // live code's index entry: 7-9 ms of Postgres CPU a verify; see README).
+      const fresh = await db.sibling('nest_otp_bench_side');
+      siblings.push(fresh);
+      const sink = await WebhookHandle.start();
+      others.push(sink);
+      const webhookApp = await AppHandle.start(fresh.url, hmacApp, sink.url);
+      others.push(webhookApp);
+      if (sectionEnabled('side')) {
+        const peersUrl = await db.peersUrl();
+        const betterAuth = await PeerHandle.start('better-auth', peersUrl, sink.url);
+        others.push(betterAuth);
+        const bare = await PeerHandle.start('bare', peersUrl);
+        others.push(bare);
+        const nestBare = await PeerHandle.start('nest-bare', peersUrl);
+        others.push(nestBare);
+        await sideBySideSection(webhookApp, betterAuth, bare, nestBare, sink, fresh, figures);
+        await betterAuth.stop();
+        await bare.stop();
+        await nestBare.stop();
+      }
+      if (sectionEnabled('slow')) await slowProviderSection(webhookApp, fresh, sink, figures);
+    }
+    figures.printTargets();
     figures.add('bench-seconds', secondsSince(started), 0);
     // Other work on the machine skews every figure: the load average says how much there was.
     figures.add('host-load-average-at-start', startLoad);
@@ -70,8 +112,12 @@ async function main(): Promise<void> {
     figures.print();
   } finally {
     await app?.stop();
+    for (const other of others) await other.stop();
     closeHttp();
-    if (!interrupted) await db.drop();
+    if (!interrupted) {
+      for (const sibling of siblings) await sibling.drop();
+      await db.drop();
+    }
     console.log(
       `(bench database dropped; bench process peak RSS ${mb(process.resourceUsage().maxRSS * 1024)} MiB)`,
     );

@@ -12,8 +12,9 @@ const LABELS: [RegExp, string][] = [
   [/json_agg/, 'history read (loadHistory / readHistory)'],
   [/^\s*WITH claimed AS/, 'version CAS + supersede + insert (insertIfUnchanged)'],
   [/^\s*WITH released AS/, 'supersede + insert (insertSuperseding)'],
-  [/delivery_status = 'sent'/, 'mark delivered (markDelivered)'],
-  [/delivery_status = 'failed'/, 'mark failed (markFailed)'],
+  // Anchored: reserveAttempt's WHERE also names `delivery_status = 'sent'`.
+  [/^\s*UPDATE otp_requests SET delivery_status = 'sent'/, 'mark delivered (markDelivered)'],
+  [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
   [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
   [/^\s*WITH verified AS/, 'mark verified (markVerified)'],
   [/SET exhausted_at/, 'mark exhausted (markExhausted)'],

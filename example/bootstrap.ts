@@ -1,13 +1,15 @@
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import { type AbstractHttpAdapter, NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppModule, type ExampleAppOptions } from './app.module.js';
+
+/** The HTTP platforms the example app runs on: Express (`npm start`) or Fastify (the e2e suite). */
+export type ExamplePlatform = 'express' | 'fastify';
 
 /**
  * Builds the example app as `npm start` and the e2e tests run it. Nothing global on the module's
@@ -18,20 +20,42 @@ import { AppModule, type ExampleAppOptions } from './app.module.js';
  * Logs are JSON lines through nestjs-pino (`options.logging`, default level `info` on stdout); the
  * module logs through Nest's `Logger`, so its lines go there too. `{ logger: false }` (the tests):
  * no logger at all.
+ *
+ * `platform` (default `express`, what `npm start` runs): `fastify` builds the same app on
+ * `@nestjs/platform-fastify`, so the e2e suite runs the OTP routes on both. Two parts stay
+ * Express's: Swagger UI, which on Fastify needs `@fastify/static` (not a dependency here), so a
+ * Fastify app serves `/docs-json` only; and the nestjs-pino request logs, tested on Express only,
+ * so a Fastify app is built quiet (`{ logger: false }`) or not at all.
  */
 export async function createExampleApp(
   options: ExampleAppOptions,
-  nest: { logger?: false } = {},
+  nest: { logger?: false; platform?: ExamplePlatform } = {},
 ): Promise<INestApplication> {
   const quiet = nest.logger === false;
-  const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.register({ ...options, logging: quiet ? undefined : (options.logging ?? {}) }),
-    // bufferLogs: Nest's startup lines wait for the pino logger instead of going out as text.
-    quiet ? { logger: false } : { bufferLogs: true },
-  );
+  const fastify = nest.platform === 'fastify';
+  if (fastify && !quiet) {
+    throw new Error(
+      'example: the Fastify app is built for the tests only: pass { logger: false } with it.',
+    );
+  }
+  const module = AppModule.register({
+    ...options,
+    logging: quiet ? undefined : (options.logging ?? {}),
+  });
+  // bufferLogs: Nest's startup lines wait for the pino logger instead of going out as text.
+  const settings = quiet ? { logger: false as const } : { bufferLogs: true };
+  const app = fastify
+    ? await NestFactory.create(module, await fastifyAdapter(), settings)
+    : await NestFactory.create(module, settings);
   if (!quiet) app.useLogger(app.get(Logger));
-  SwaggerModule.setup('docs', app, () => createExampleDocument(app));
+  SwaggerModule.setup('docs', app, () => createExampleDocument(app), { ui: !fastify });
   return app;
+}
+
+/** Loaded only when asked for: `npm start` never loads Fastify. */
+async function fastifyAdapter(): Promise<AbstractHttpAdapter> {
+  const { FastifyAdapter } = await import('@nestjs/platform-fastify');
+  return new FastifyAdapter();
 }
 
 /** The example app's OpenAPI document: what a host writes to list the OTP routes in its own. */

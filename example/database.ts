@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { DataSource } from 'typeorm';
+import { DataSource, type MigrationInterface } from 'typeorm';
 import { otpMigrations } from '../src/index.js';
 import { type PostgresServer, startEmbeddedPostgres } from './embedded-postgres.js';
 
@@ -85,12 +85,18 @@ export async function dropDatabase(adminUrl: string, databaseUrl: string): Promi
   }
 }
 
-/** Runs the module's pending migrations on a database, as a host does before starting. */
-export async function runOtpMigrations(databaseUrl: string): Promise<void> {
+/**
+ * Runs the module's pending migrations on a database, as a host does before starting:
+ * `otpMigrations`, or another list (`otpPartitionedMigrations`, the partitioned layout).
+ */
+export async function runOtpMigrations(
+  databaseUrl: string,
+  migrations: readonly (new () => MigrationInterface)[] = otpMigrations,
+): Promise<void> {
   const dataSource = new DataSource({
     type: 'postgres',
     url: databaseUrl,
-    migrations: otpMigrations,
+    migrations: [...migrations],
   });
   await dataSource.initialize();
   try {

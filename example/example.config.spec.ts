@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { Logger } from '@nestjs/common';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   ConsoleOtpProvider,
   OTP_WEBHOOK_SIGNATURE_HEADER,
@@ -23,9 +25,11 @@ import {
 } from './example.config.js';
 
 type Env = Record<string, string | undefined>;
+/** The channels the example app configures from the environment (push needs the host's own app). */
+type ExampleChannel = Exclude<OtpChannel, 'push'>;
 
 const SECRET_32 = 's'.repeat(32);
-const CHANNELS: OtpChannel[] = ['sms', 'voice', 'email'];
+const CHANNELS: ExampleChannel[] = ['sms', 'voice', 'email'];
 
 // Secrets the error messages must never show.
 const ACCOUNT_SID = `AC${'0123456789abcdef'.repeat(2)}`;
@@ -62,7 +66,7 @@ function carriers(otp: OtpModuleOptionsInput, channel: OtpChannel): OtpProvider[
   return (otp.providers ?? []).filter((p) => p.supports(channel)).map(unwrap);
 }
 
-function carrierNames(otp: OtpModuleOptionsInput): Record<OtpChannel, string[]> {
+function carrierNames(otp: OtpModuleOptionsInput): Record<ExampleChannel, string[]> {
   const names = (channel: OtpChannel): string[] => carriers(otp, channel).map((p) => p.name);
   return { sms: names('sms'), voice: names('voice'), email: names('email') };
 }
@@ -243,7 +247,7 @@ describe('readExampleConfig', () => {
       jest.restoreAllMocks();
     });
 
-    it.each<[string, Env, Record<OtpChannel, string[]>]>([
+    it.each<[string, Env, Record<ExampleChannel, string[]>]>([
       [
         'nothing set: console everywhere',
         {},
@@ -480,32 +484,41 @@ describe('readExampleConfig', () => {
       ],
       ['leaves the body unsigned without OTP_WEBHOOK_SECRET', {}, false],
     ])('POSTs to OTP_WEBHOOK_URL and %s', async (_name, env, signed) => {
-      const fetchSpy = jest
-        .spyOn(globalThis, 'fetch')
-        .mockResolvedValue(new Response(null, { status: 204 }));
+      // A real receiver on loopback: the provider's own HTTP client is what is under test.
+      const received: { url?: string; headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
+      const server = http.createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
+        req.on('end', () => {
+          received.push({ url: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+          res.writeHead(204).end();
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
       try {
         const { otp: webhookOnly } = readExampleConfig({
           OTP_PROVIDER: 'webhook',
-          ...WEBHOOK,
+          OTP_WEBHOOK_URL: `http://127.0.0.1:${port}/otp`,
           ...env,
         });
         const [webhook] = carriers(webhookOnly, 'email');
         expect(webhook).toBeInstanceOf(WebhookOtpProvider);
         await webhook?.deliver(message('email'), new AbortController().signal);
-        expect(fetchSpy).toHaveBeenCalledTimes(1);
-        const [url, init] = fetchSpy.mock.calls[0] ?? [];
-        expect(url).toBe(WEBHOOK.OTP_WEBHOOK_URL);
-        expect(init).toMatchObject({ method: 'POST' });
-        const header = (init?.headers as Record<string, string>)[OTP_WEBHOOK_SIGNATURE_HEADER];
+        await webhook?.close?.();
+        expect(received).toHaveLength(1);
+        const [request] = received;
+        expect(request?.url).toBe('/otp');
+        const header = request?.headers[OTP_WEBHOOK_SIGNATURE_HEADER.toLowerCase()];
         if (signed) {
-          expect(verifyOtpWebhookSignature(init?.body as Buffer, header, WEBHOOK_SECRET)).toBe(
-            true,
-          );
+          expect(
+            verifyOtpWebhookSignature(request?.body as Buffer, header as string, WEBHOOK_SECRET),
+          ).toBe(true);
         } else {
           expect(header).toBeUndefined();
         }
       } finally {
-        fetchSpy.mockRestore();
+        await new Promise((resolve) => server.close(resolve));
       }
     });
   });

@@ -10,6 +10,7 @@ import {
   TwilioOtpProvider,
   WebhookOtpProvider,
   type OtpChannel,
+  type OtpDeliveryAccepted,
   type OtpMessage,
   type OtpModuleOptionsInput,
   type OtpProvider,
@@ -152,10 +153,14 @@ export function readExampleConfig(env: Env = process.env): ExampleConfig {
 const PROVIDER_NAMES = ['console', 'webhook', 'smtp', 'twilio'] as const;
 type ProviderName = (typeof PROVIDER_NAMES)[number];
 
-/** In the module's order; also the order of the `channels` option. */
-const CHANNELS: readonly OtpChannel[] = ['sms', 'voice', 'email'];
+/**
+ * In the module's order; also the order of the `channels` option. Not `push`: it needs the host's
+ * own app, which the example app has none of.
+ */
+const CHANNELS: readonly ExampleChannel[] = ['sms', 'voice', 'email'];
+type ExampleChannel = Exclude<OtpChannel, 'push'>;
 
-const CHANNEL_VARIABLES: Record<OtpChannel, string> = {
+const CHANNEL_VARIABLES: Record<ExampleChannel, string> = {
   sms: 'OTP_SMS_PROVIDERS',
   voice: 'OTP_VOICE_PROVIDERS',
   email: 'OTP_EMAIL_PROVIDERS',
@@ -199,7 +204,7 @@ export class ChannelLimitedOtpProvider implements OtpProvider {
     return this.channels.includes(channel) && this.provider.supports(channel);
   }
 
-  deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
+  deliver(message: OtpMessage, signal: AbortSignal): Promise<void | OtpDeliveryAccepted> {
     if (!this.supports(message.channel)) {
       return Promise.reject(new Error(`${this.name} is not listed for ${message.channel}`));
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
 /** An index, as `CREATE INDEX <name> … ON otp_requests <on>`. */
@@ -62,6 +63,7 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
     return {
       up: (queryRunner) =>
         withSessionTimeouts(queryRunner, async () => {
+          if (await isPartitioned(queryRunner)) return buildOnPartitions(queryRunner, indexes);
           const invalid = await invalidIndexes(queryRunner, indexes);
           for (const index of indexes) {
             if (invalid.includes(index.name)) {
@@ -85,6 +87,12 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
           return;
         }
         await withSessionTimeouts(queryRunner, async () => {
+          if (await isPartitioned(queryRunner)) {
+            // A partitioned index cannot be dropped CONCURRENTLY: a plain drop only updates the
+            // catalog, and waits for its lock in short tries so no write queues long behind it.
+            const names = indexes.map((index) => index.name).join(', ');
+            return withShortLockWaits(queryRunner, `DROP INDEX IF EXISTS ${names}`);
+          }
           for (const index of [...indexes].reverse()) {
             await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
           }
@@ -93,6 +101,14 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
     };
   }
 }
+
+/**
+ * How long one try of a statement that queues reads or writes behind it (a partitioned index's
+ * catalog changes) may wait for its lock, and how many tries it gets, a second apart. A request
+ * arriving meanwhile waits at most this long.
+ */
+const SHORT_LOCK_TIMEOUT = '200ms';
+const SHORT_LOCK_TRIES = 120;
 
 /**
  * Runs `work` with the timeouts set for the session. Outside a transaction a SET outlives the
@@ -133,4 +149,105 @@ SELECT c.relname AS name
     ${names})`,
   )) as { name: string }[];
   return rows.map((row) => row.name);
+}
+
+/**
+ * True when otp_requests is partitioned (the layout of `otpPartitionedMigrations`). A plain SQL
+ * file is written for the unpartitioned table: there, this read finds no row.
+ */
+async function isPartitioned(queryRunner: QueryRunner): Promise<boolean> {
+  const rows = (await queryRunner.query(
+    `-- On a partitioned otp_requests (otpPartitionedMigrations) Postgres cannot build an index
+-- CONCURRENTLY on the table itself: the migration builds each partition's index CONCURRENTLY and
+-- attaches it to an index made ON ONLY the table. Run it through TypeORM there, not as this file.
+SELECT 1 AS partitioned FROM pg_class WHERE oid = to_regclass('otp_requests') AND relkind = 'p'`,
+  )) as { partitioned: number }[];
+  return rows.length > 0;
+}
+
+/**
+ * Builds `indexes` on a partitioned otp_requests without blocking writes for longer than a short
+ * lock wait: the index ON ONLY the table (catalog only, invalid until complete), then each
+ * partition's index CONCURRENTLY, attached to it. A partition created meanwhile gets its index
+ * when attached; the loop ends when every partition has one, and the index turns valid. Rerunnable:
+ * a partition's INVALID index (a failed concurrent build) is dropped and built again.
+ */
+async function buildOnPartitions(
+  queryRunner: QueryRunner,
+  indexes: readonly ConcurrentIndex[],
+): Promise<void> {
+  for (const index of indexes) {
+    await withShortLockWaits(
+      queryRunner,
+      `CREATE INDEX IF NOT EXISTS ${index.name}\n  ON ONLY otp_requests ${index.on}`,
+    );
+    for (;;) {
+      const missing = (await queryRunner.query(
+        `SELECT c.relname AS partition
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = 'otp_requests'::regclass AND NOT i.inhdetachpending
+   AND NOT EXISTS (
+     SELECT 1 FROM pg_inherits ii JOIN pg_index x ON x.indexrelid = ii.inhrelid
+      WHERE ii.inhparent = ${literal(index.name)}::regclass AND x.indrelid = c.oid)
+ ORDER BY c.relname`,
+      )) as { partition: string }[];
+      if (missing.length === 0) break;
+      for (const { partition } of missing) {
+        const child = childIndexName(partition, index.name);
+        const [state] = (await queryRunner.query(
+          `SELECT x.indisvalid AS valid FROM pg_index x
+  WHERE x.indexrelid = to_regclass(quote_ident(${literal(child)}))`,
+        )) as { valid: boolean }[];
+        if (state && !state.valid) {
+          await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${identifier(child)}`);
+        }
+        await queryRunner.query(
+          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${identifier(child)}\n  ON ${identifier(partition)} ${index.on}`,
+        );
+        await withShortLockWaits(
+          queryRunner,
+          `ALTER INDEX ${index.name} ATTACH PARTITION ${identifier(child)}`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Runs one statement whose lock queues other sessions behind it while it waits: in tries of
+ * `SHORT_LOCK_TIMEOUT`, a second apart, giving up after `SHORT_LOCK_TRIES`.
+ */
+async function withShortLockWaits(queryRunner: QueryRunner, sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    await queryRunner.query(`SET lock_timeout = '${SHORT_LOCK_TIMEOUT}'`);
+    try {
+      await queryRunner.query(sql);
+      return;
+    } catch (error) {
+      if (!isLockTimeout(error) || attempt >= SHORT_LOCK_TRIES) throw error;
+    } finally {
+      await queryRunner.query(`SET lock_timeout = '${LOCK_TIMEOUT}'`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+function isLockTimeout(error: unknown): boolean {
+  const e = error as { code?: unknown; driverError?: { code?: unknown } } | undefined;
+  return (e?.driverError?.code ?? e?.code) === '55P03';
+}
+
+/** `<partition>_<index without its otp_requests_ prefix>`, hashed down to Postgres's 63 bytes. */
+function childIndexName(partition: string, index: string): string {
+  const name = `${partition}_${index.replace(/^otp_requests_/, '')}`;
+  if (name.length <= 63) return name;
+  return `${name.slice(0, 54)}_${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
+}
+
+function identifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
 }

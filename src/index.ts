@@ -35,6 +35,7 @@ export {
 export {
   OtpService,
   type OtpClient,
+  type OtpDeliveryView,
   type OtpRequestView,
   type OtpVerification,
   type SendOtpInput,
@@ -55,7 +56,17 @@ export { OtpExceptionFilter } from './otp/errors/otp-exception.filter.js';
 export { SendOtpDto, SendOtpInputDto } from './otp/dto/send-otp.dto.js';
 export { VerifyOtpDto, VerifyOtpInputDto } from './otp/dto/verify-otp.dto.js';
 export * from './otp/errors/otp.errors.js';
-export type { OtpMessage, OtpProvider } from './otp/delivery/otp-provider.interface.js';
+export type {
+  OtpDeliveryAccepted,
+  OtpMessage,
+  OtpProvider,
+} from './otp/delivery/otp-provider.interface.js';
+export { OtpFallbackService } from './otp/delivery/receipts/otp-fallback.service.js';
+export type { DeliveryReceiptsOptions } from './otp/delivery/receipts/delivery-receipts.options.js';
+export type {
+  DeliveryCause,
+  DeliveryReceiptStatus,
+} from './otp/delivery/receipts/otp-delivery-log.repository.js';
 export { ConsoleOtpProvider } from './otp/delivery/console.provider.js';
 export {
   WebhookOtpProvider,

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Response } from 'supertest';
 import { expectError } from './support/contract.js';
 import { type CoexistenceHost, startCoexistenceHost } from './support/coexistence-host.js';
-import { rowsFor, uniqueEmail } from './support/test-app.js';
+import { PLATFORMS, rowsFor, uniqueEmail } from './support/test-app.js';
 
 /** The host's envelope: `{ error: { status, message } }`, and nothing of the contract's shape. */
 function expectHostError(res: Response, status: number, message?: RegExp): void {
@@ -21,6 +21,9 @@ function expectHostError(res: Response, status: number, message?: RegExp): void 
 const KIB = 1024;
 const MALFORMED = '{"destination": "a@example.com",';
 
+// Express only (so are the body-parser and prefix blocks below): these are the host's Express
+// habits (body-parser's 100 KiB limit and urlencoded forms, case-insensitive routes); the OTP
+// routes' side of them runs on both platforms in test/platforms.e2e-spec.ts.
 describe('the OTP routes inside a host app', () => {
   let host: CoexistenceHost;
   beforeAll(async () => {
@@ -170,10 +173,22 @@ describe('the OTP routes inside a host app', () => {
       expectHostError(await host.http.get(path), 404, /Cannot GET/);
     },
   );
+});
+
+describe.each(PLATFORMS)('@RequireOtp in a host app with its own filter, on %s', (platform) => {
+  let host: CoexistenceHost;
+  beforeAll(async () => {
+    host = await startCoexistenceHost({ platform });
+  });
+  afterAll(async () => {
+    await host?.close();
+  });
 
   it('POST /host/protected (@RequireOtp): passes with a fresh token, once; 401 OTP_TOKEN_INVALID without', async () => {
     const email = uniqueEmail();
-    const code = await sendCode(email);
+    const sent = await host.http.post('/otp/send').send({ destination: email });
+    expect(sent.status).toBe(202);
+    const code = host.provider.lastCode(email);
     const verified = await host.http.post('/otp/verify').send({ destination: email, code });
     expect(verified.status).toBe(200);
     const token = verified.body.verificationToken as string;
@@ -192,7 +207,7 @@ describe('the OTP routes inside a host app', () => {
   });
 });
 
-describe('the OTP routes inside a host app: per-IP throttling', () => {
+describe.each(PLATFORMS)('the OTP routes in a host app on %s: per-IP throttling', (platform) => {
   it.each([
     {
       who: 'the host’s global ThrottlerGuard',
@@ -211,7 +226,11 @@ describe('the OTP routes inside a host app: per-IP throttling', () => {
   ])(
     'GET /otp/requests/:id: $who tripping is a 429 RATE_LIMITED with Retry-After',
     async ({ hostThrottleLimit, throttleLimit, hostRouteAfter }) => {
-      const host = await startCoexistenceHost({ hostThrottleLimit, otp: { throttleLimit } });
+      const host = await startCoexistenceHost({
+        hostThrottleLimit,
+        otp: { throttleLimit },
+        platform,
+      });
       try {
         for (let i = 0; i < 3; i += 1) {
           const res = await host.http.get(`/otp/requests/${randomUUID()}`);

@@ -33,6 +33,7 @@ function expectUnavailable(res: Response): void {
   expect(res.body.retryAfter).toBe(retryAfter);
 }
 
+// Express only: the bounds are the module's pool's; the 503 itself is on both in errors.e2e-spec.
 describe('bounded waits on the database', () => {
   let url: string;
   let locker: pg.Client;

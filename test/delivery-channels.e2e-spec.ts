@@ -1,28 +1,32 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { OtpService } from '../src/index.js';
 import {
+  PLATFORMS,
   rowsFor,
   startTestApp,
+  type TestApp,
   travel,
   uniqueEmail,
   uniquePhone,
-  type TestApp,
 } from './support/test-app.js';
 
 /** Channel choice, messages people can use, and the SMS-pumping guards, through the real routes. */
-describe('POST /otp/send: channels and messages', () => {
+describe.each(PLATFORMS)('POST /otp/send: channels and messages on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({
-      appName: 'Acme',
-      webOtpDomain: 'acme.test',
-      messages: {
-        fr: {
-          sms: '{code}\nCode {appName}. Il expire dans {minutes} min.',
-          purposes: { pay: { sms: '{code}\nCode de paiement {appName}.' } },
+    t = await startTestApp(
+      {
+        appName: 'Acme',
+        webOtpDomain: 'acme.test',
+        messages: {
+          fr: {
+            sms: '{code}\nCode {appName}. Il expire dans {minutes} min.',
+            purposes: { pay: { sms: '{code}\nCode de paiement {appName}.' } },
+          },
         },
       },
-    });
+      { platform },
+    );
   });
   afterAll(async () => {
     await t.close();
@@ -104,10 +108,10 @@ describe('POST /otp/send: channels and messages', () => {
   );
 });
 
-describe('POST /otp/send: a provider that always fails', () => {
+describe.each(PLATFORMS)('POST /otp/send: a provider that always fails on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ maxSendsPerHour: 3 });
+    t = await startTestApp({ maxSendsPerHour: 3 }, { platform });
     t.provider.failing.add('email');
   });
   afterAll(async () => {
@@ -137,10 +141,10 @@ describe('POST /otp/send: a provider that always fails', () => {
   });
 });
 
-describe('OtpService.send with fallbackEmail: SMS → voice → email in one send', () => {
+describe.each(PLATFORMS)('fallbackEmail: SMS → voice → email in one send, on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();

@@ -232,6 +232,7 @@ const failures = (provider: string): string[] =>
     .at('warn')
     .filter((line) => new RegExp(`^delivery of request \\S+ by ${provider} over `).test(line));
 
+// Express only: what reaches a log or an answer comes from the providers, whatever the platform.
 describe('delivery secrets (issue 8): captured logs, output and answers', () => {
   it('captures the app logger and the process output', async () => {
     const app = await startApp({ providers: [new WebhookOtpProvider('http://127.0.0.1:9/')] });

@@ -60,6 +60,7 @@ async function warningsDuring(run: () => Promise<void>): Promise<string[]> {
   }
 }
 
+// Express only: the SMTP delivery is the same whatever platform serves the routes.
 describe('email over SMTP (SmtpOtpProvider against a real SMTP server)', () => {
   describe('POST /otp/send and POST /otp/verify', () => {
     let sink: SmtpSink;

@@ -117,6 +117,7 @@ function otpMessage(destination: string, channel: OtpChannel, code = '482913'): 
 
 const never = (): AbortSignal => new AbortController().signal;
 
+// Express only: the calls to Twilio are the same whatever platform serves the routes.
 describe('TwilioOtpProvider', () => {
   let fake: FakeTwilio;
   const provider = (options: Partial<TwilioOtpProviderOptions> = {}): TwilioOtpProvider =>

@@ -90,6 +90,7 @@ function expectError(res: Response, status: number, code: string): void {
   expect({ status: res.status, code: res.body.code }).toEqual({ status, code });
 }
 
+// Express only: what leaves for the webhook is the same whatever platform serves the routes.
 describe('WebhookOtpProvider signing (POST /otp/send, POST /otp/verify)', () => {
   let receiver: SignedReceiver;
   let signed: TestApp;

@@ -113,6 +113,7 @@ async function selectOne(url: string): Promise<unknown> {
   }
 }
 
+// Express only: `npm start` runs the example on Express.
 describe('npm start without DATABASE_URL, from a folder closed to other users', () => {
   afterEach(async () => {
     for (const child of children.splice(0)) {

@@ -133,6 +133,7 @@ function expectPayload(
   expect({ ...payload, at: undefined }).toEqual({ ...fields, at: undefined });
 }
 
+// Express only: the service emits the events, the same whatever platform serves the routes.
 describe('OTP events (@nestjs/event-emitter)', () => {
   let host: Host;
   const codes: string[] = [];

@@ -8,6 +8,7 @@ import {
   type WebhookSink,
 } from './support/child-app.js';
 
+// Express only: clock skew and SIGTERM are the service's and the process's, not the platform's.
 describe('two instances with skewed process clocks', () => {
   let sink: WebhookSink;
   let onTime: ChildApp;

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { rowsFor, startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
+import { PLATFORMS, rowsFor, startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
 
-describe('send → verify → guarded route', () => {
+describe.each(PLATFORMS)('send → verify → guarded route on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();

@@ -1,12 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { expectError, sendCode, uniqueUsPhone } from './support/contract.js';
-import { query, rowsFor, startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
+import {
+  PLATFORMS,
+  query,
+  rowsFor,
+  startTestApp,
+  uniqueEmail,
+  type TestApp,
+} from './support/test-app.js';
 
-describe('POST /example/protected', () => {
+describe.each(PLATFORMS)('POST /example/protected on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();

@@ -41,6 +41,7 @@ async function eventuallyHealthy(app: TestApp, within = 15_000): Promise<Respons
   }
 }
 
+// Express only: the example's own terminus route, not one of the module's.
 describe('GET /health', () => {
   let url: string;
   let name: string;

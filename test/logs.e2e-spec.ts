@@ -122,6 +122,7 @@ afterAll(async () => {
   await app?.close();
 });
 
+// Express only: the example's nestjs-pino (pino-http) request logs are built on Express only.
 describe('logs (nestjs-pino in the example app)', () => {
   it('logged something: one request line per request at least', () => {
     // 2 flows of 5 requests, the failed send, 3 health checks.

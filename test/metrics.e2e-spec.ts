@@ -48,6 +48,7 @@ function series(samples: Sample[], name: string): Record<string, number> {
   );
 }
 
+// Express only: the example's own metrics route; the counts are the service's.
 describe('GET /metrics', () => {
   let app: TestApp;
 

@@ -56,6 +56,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection, but the promise resolved');
 }
 
+// Express only: startup checks and the service, not the routes' HTTP behaviour.
 describe('OtpModule at start', () => {
   it.each([
     [

@@ -53,6 +53,7 @@ async function hostWith(
   return app;
 }
 
+// Express only: module wiring (DataSource, migrations), not the routes' HTTP behaviour.
 describe('OtpModule', () => {
   let dataSource: DataSource;
   beforeAll(async () => {
@@ -221,8 +222,18 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
     const env = { ...process.env, DATABASE_URL: url };
     const cli = (command: string) =>
       run('node', [typeorm[0] as string, command, ...typeorm.slice(1)], { env });
+    const all = ['otp_deliveries', 'otp_destinations', 'otp_fallbacks', 'otp_requests'];
     await cli('migration:run');
+    expect(await tables()).toEqual(all);
+    expect(await deliveryColumns()).toEqual(['delivered_by', 'delivered_to']);
+    // Newest first: ValidateOtpChannelPush, AddDeliveryReceipts (its tables go), AddSubjectIndex,
+    // AddPurposePolicy, then AddDeliveredBy (its columns go).
+    await cli('migration:revert');
+    expect(await tables()).toEqual(all);
+    await cli('migration:revert');
     expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
+    await cli('migration:revert');
+    await cli('migration:revert');
     expect(await deliveryColumns()).toEqual(['delivered_by', 'delivered_to']);
     await cli('migration:revert');
     expect(await deliveryColumns()).toEqual([]);
@@ -234,12 +245,9 @@ describe('migrations (npm run migration:run / migration:revert)', () => {
     expect(await tables()).toEqual([]);
     await cli('migration:run');
     expect(await deliveryColumns()).toEqual(['delivered_by', 'delivered_to']);
-    await cli('migration:revert');
-    await cli('migration:revert');
-    await cli('migration:revert');
-    await cli('migration:revert');
+    for (let i = 0; i < 8; i += 1) await cli('migration:revert');
     expect(await tables()).toEqual([]);
     await runOtpMigrations(url);
-    expect(await tables()).toEqual(['otp_destinations', 'otp_requests']);
+    expect(await tables()).toEqual(all);
   });
 });

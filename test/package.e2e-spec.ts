@@ -62,6 +62,7 @@ function expectHostError(res: HttpResult, status: number): unknown {
   return (res.body?.error as { message: unknown }).message;
 }
 
+// Express only: the packed tarball in the Express host fixture (test/fixtures/host-app).
 describe('the packed library in a host app', () => {
   const adminUrl = process.env.TEST_ADMIN_DATABASE_URL ?? '';
   let tmp = '';
@@ -233,6 +234,7 @@ describe('the packed library in a host app', () => {
           channel: 'email',
           purpose: 'delete-account',
           expiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+          ttlSeconds: 300,
           codeLength: 6,
           attemptsAllowed: 3,
           resendAvailableAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),

@@ -34,6 +34,7 @@ const RESEND_COOLDOWN_SECONDS = 8;
 const APP_NAME = 'Acme';
 const WAIT_MS = 20_000;
 
+// Express only: the browser page is the example's own, served the same on either platform.
 describe('GET / (the verification page)', () => {
   let app: INestApplication;
   let url: string;

@@ -159,6 +159,28 @@ describe.each(PLATFORMS)('the OTP routes on %s', (platform) => {
     },
   );
 
+  it('POST /otp/send, /otp/verify: a body typed application/vnd.api+json is JSON too', async () => {
+    const email = uniqueEmail();
+    const type = 'application/vnd.api+json; charset=utf-8';
+    const sent = await host.http
+      .post('/otp/send')
+      .set('Content-Type', type)
+      .send(JSON.stringify({ destination: email }));
+    expect({ status: sent.status, body: sent.body as unknown }).toMatchObject({
+      status: 202,
+      body: { channel: 'email' },
+    });
+    const code = host.provider.lastCode(email);
+    const verified = await host.http
+      .post('/otp/verify')
+      .set('Content-Type', type)
+      .send(JSON.stringify({ destination: email, code }));
+    expect({ status: verified.status, body: verified.body as unknown }).toMatchObject({
+      status: 200,
+      body: { verified: true },
+    });
+  });
+
   it('POST /otp/send: a second send within the cooldown is a 429 OTP_RESEND_COOLDOWN with Retry-After', async () => {
     const email = uniqueEmail();
     await sendCode(email);
@@ -178,6 +200,24 @@ describe.each(PLATFORMS)('the OTP routes on %s', (platform) => {
     expectError(await host.http.get(`/otp/requests/${randomUUID()}`), 404, 'OTP_REQUEST_NOT_FOUND');
   });
 
+  it('GET and POST …/cancel on /otp/requests/:requestId: an id over the router’s maxParamLength is a 404 OTP_REQUEST_NOT_FOUND, a longer path the host’s 404', async () => {
+    const long = 'a'.repeat(150);
+    expectError(await host.http.get(`/otp/requests/${long}`), 404, 'OTP_REQUEST_NOT_FOUND');
+    expectError(await host.http.post(`/otp/requests/${long}/cancel`), 404, 'OTP_REQUEST_NOT_FOUND');
+    for (const res of [
+      await host.http.get(`/otp/requests/${long}/more`),
+      await host.http.post(`/otp/requests/${long}`),
+      await host.http.post(`/otp/requests/${long}/more`),
+      await host.http.get('/otp/requests/a/b'),
+    ]) {
+      expect({ status: res.status, body: res.body as unknown }).toMatchObject({
+        status: 404,
+        body: { statusCode: 404, error: 'Not Found' },
+      });
+      expect(res.body.code).toBeUndefined();
+    }
+  });
+
   it('GET /otp/requests/:requestId: the module’s throttleLimit tripping is a 429 RATE_LIMITED with Retry-After', async () => {
     const limited = await startPlatformApp(platform, { throttleLimit: 3 });
     try {
@@ -192,6 +232,8 @@ describe.each(PLATFORMS)('the OTP routes on %s', (platform) => {
       expectError(res, 429, 'RATE_LIMITED');
       expect(res.body.retryAfter).toBeGreaterThanOrEqual(1);
       expect(res.headers['retry-after']).toBe(String(res.body.retryAfter));
+      // An id over the router's maxParamLength is throttled like any other.
+      expectError(await limited.http.get(`/otp/requests/${'a'.repeat(150)}`), 429, 'RATE_LIMITED');
     } finally {
       await limited.close();
     }
@@ -207,6 +249,14 @@ describe.each(PLATFORMS)(
     });
     afterAll(async () => {
       await host?.close();
+    });
+
+    it('GET /api/auth/otp/requests/:requestId: an id over the router’s maxParamLength is a 404 OTP_REQUEST_NOT_FOUND', async () => {
+      const long = 'a'.repeat(150);
+      const res = await host.http.get(`/api/auth/otp/requests/${long}`);
+      expectError(res, 404, 'OTP_REQUEST_NOT_FOUND');
+      const cancel = await host.http.post(`/api/auth/otp/requests/${long}/cancel`);
+      expectError(cancel, 404, 'OTP_REQUEST_NOT_FOUND');
     });
 
     it('POST /api/auth/otp/send: 202', async () => {

@@ -1,7 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Response } from 'supertest';
 import { withFailing, wrongCode } from './support/contract.js';
-import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
+import {
+  LAYOUT_PLATFORMS,
+  rowsFor,
+  startTestApp,
+  type TestApp,
+  travel,
+  uniqueEmail,
+} from './support/test-app.js';
+import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
 
 /**
  * The send policy (contract: "Policy defaults"), computed from the rows in Postgres and seen only
@@ -23,10 +31,10 @@ function expectLimited(res: Response, code: string, seconds: number): void {
 const resendDelay = (body: { expiresAt: string; resendAvailableAt: string }, ttl = 300): number =>
   (Date.parse(body.resendAvailableAt) - (Date.parse(body.expiresAt) - ttl * 1000)) / 1000;
 
-describe('send policy (defaults)', () => {
+describe.each(LAYOUT_PLATFORMS)('send policy (defaults) on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();
@@ -255,18 +263,21 @@ describe('send policy (defaults)', () => {
   });
 });
 
-describe('send policy (configured numbers)', () => {
+describe.each(LAYOUT_PLATFORMS)('send policy (configured numbers) on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({
-      resendCooldownSeconds: [2, 4],
-      lockoutStepSeconds: [7, 11],
-      maxAttempts: 5,
-      maxSendsPerHour: 3,
-      maxSendsPerDay: 4,
-      ttlSeconds: 120,
-      codeLength: 8,
-    });
+    t = await startTestApp(
+      {
+        resendCooldownSeconds: [2, 4],
+        lockoutStepSeconds: [7, 11],
+        maxAttempts: 5,
+        maxSendsPerHour: 3,
+        maxSendsPerDay: 4,
+        ttlSeconds: 120,
+        codeLength: 8,
+      },
+      { platform },
+    );
   });
   afterAll(async () => {
     await t.close();
@@ -335,3 +346,6 @@ describe('send policy (configured numbers)', () => {
     expectLimited(await send(email, 'p5'), 'OTP_SEND_LIMIT', 82_800);
   });
 });
+
+// This file also runs in the jest project "partitioned" (jest.config.mjs): on that layout there.
+describe('the database under test', () => itRunsOnTheLayoutUnderTest());

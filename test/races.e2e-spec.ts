@@ -5,13 +5,15 @@ import type TestAgent from 'supertest/lib/agent.js';
 import { hashVerificationToken } from '../src/otp/crypto/verification-token.js';
 import { racePhone, recordRace, tally, withOutcome, wrongCodes } from './support/races.js';
 import {
+  type CapturingProvider,
+  LAYOUT_PLATFORMS,
   query,
   rowsFor,
   startTestApp,
-  uniqueEmail,
-  type CapturingProvider,
   type TestApp,
+  uniqueEmail,
 } from './support/test-app.js';
+import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
 
 /**
  * Race safety through the real routes: each test fires many requests at once (Promise.all), then
@@ -44,10 +46,10 @@ function expectRetryAfter(responses: readonly Response[], max: number): void {
   }
 }
 
-describe('races', () => {
+describe.each(LAYOUT_PLATFORMS)('races on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();
@@ -65,7 +67,7 @@ describe('races', () => {
           Array.from({ length: parallel }, () => verify(t.http, email, code)),
         );
         const counts = tally(responses);
-        recordRace('parallel right-code verifies', { parallel, round, counts });
+        recordRace(`parallel right-code verifies (${platform})`, { parallel, round, counts });
 
         // Besides the one 200, the accepted answers are:
         // - 410 OTP_EXPIRED: the guess came after the winner marked the code verified (or it
@@ -190,7 +192,7 @@ describe('races', () => {
           expect(again?.attempts_used).toBe(MAX_ATTEMPTS);
           expect(again?.verified_at).toBeNull();
         }
-        recordRace('parallel wrong guesses', {
+        recordRace(`parallel wrong guesses (${platform})`, {
           parallel: guesses.length,
           round,
           rightAt: right,
@@ -228,7 +230,7 @@ describe('races', () => {
       const messages = messagesTo(t.provider, phone);
       expect(messages).toHaveLength(1);
       expect(messages[0]?.requestId).toBe(rows[0]?.id);
-      recordRace('parallel sends, one destination', {
+      recordRace(`parallel sends, one destination (${platform})`, {
         parallel,
         counts,
         rows: rows.length,
@@ -238,7 +240,7 @@ describe('races', () => {
 
     it('N parallel sends split between two app instances: exactly one delivered', async () => {
       const parallel = 20;
-      const second = await startTestApp();
+      const second = await startTestApp({}, { platform });
       try {
         const email = uniqueEmail();
         const apps = [t, second];
@@ -258,7 +260,7 @@ describe('races', () => {
         expect(rows[0]).toMatchObject({ delivery_status: 'sent', superseded_at: null });
         const messages = apps.map((app) => messagesTo(app.provider, email).length);
         expect(messages[0]! + messages[1]!).toBe(1);
-        recordRace('parallel sends, two app instances', {
+        recordRace(`parallel sends, two app instances (${platform})`, {
           parallel,
           counts,
           perApp,
@@ -312,7 +314,7 @@ describe('races', () => {
           .map((m) => m.purpose)
           .sort(),
       ).toEqual(purposes);
-      recordRace('parallel sends, one destination, two purposes', {
+      recordRace(`parallel sends, one destination, two purposes (${platform})`, {
         parallel: bodies.length,
         byPurpose,
         rows: rows.length,
@@ -343,7 +345,7 @@ describe('races', () => {
       expect(rows).toHaveLength(5);
       expect(new Set(rows.map((r) => r.purpose)).size).toBe(5);
       expect(messagesTo(t.provider, email)).toHaveLength(5);
-      recordRace('parallel sends, six purposes, hourly cap 5', {
+      recordRace(`parallel sends, six purposes, hourly cap 5 (${platform})`, {
         parallel: bodies.length,
         counts,
         rows: rows.length,
@@ -367,7 +369,7 @@ describe('races', () => {
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ id: [...ids][0], idempotency_key: key });
       expect(messagesTo(t.provider, email)).toHaveLength(1);
-      recordRace('parallel sends, one Idempotency-Key, one body', {
+      recordRace(`parallel sends, one Idempotency-Key, one body (${platform})`, {
         parallel,
         counts,
         distinctRequestIds: ids.size,
@@ -396,7 +398,7 @@ describe('races', () => {
       const messages = emails.flatMap((email) => messagesTo(t.provider, email));
       expect(messages).toHaveLength(1);
       expect(messages[0]?.destination).toBe(winner);
-      recordRace('parallel sends, one Idempotency-Key, different destinations', {
+      recordRace(`parallel sends, one Idempotency-Key, different destinations (${platform})`, {
         parallel,
         counts,
         rows: rows.length,
@@ -427,7 +429,7 @@ describe('races', () => {
       expect(rows).toHaveLength(1);
       expect(rows[0]?.token_hash).toBe(hashVerificationToken(token));
       expect(rows[0]?.token_used_at).toBeInstanceOf(Date);
-      recordRace('parallel uses of one verification token', {
+      recordRace(`parallel uses of one verification token (${platform})`, {
         parallel,
         counts,
         tokenUsedAt: rows[0]?.token_used_at,
@@ -435,3 +437,6 @@ describe('races', () => {
     });
   });
 });
+
+// This file also runs in the jest project "partitioned" (jest.config.mjs): on that layout there.
+describe('the database under test', () => itRunsOnTheLayoutUnderTest());

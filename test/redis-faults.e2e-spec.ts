@@ -13,6 +13,7 @@ const STORE_WARNING = /throttle storage failed/;
 
 // A Redis server of the test's own, on its own port, so killing it touches nothing else; the
 // client is the example app's (the options RedisThrottlerStorage.clientOptions recommends).
+// Express only: the storage's failure modes; the 503/429 mapping is on both in errors.e2e-spec.
 describeWithRedisServer('POST /otp/send when the throttle storage (Redis) dies and returns', () => {
   describe.each(['closed', 'open'] as const)("throttleStoreFailure: '%s'", (mode) => {
     let server: RedisServer;

@@ -11,6 +11,7 @@ import { createExampleApp } from '../example/bootstrap.js';
 import type { INestApplication } from '@nestjs/common';
 
 // Purging deletes every old row of a database, so this file works on a database of its own.
+// Express only: the purge job works on the table, not through the routes.
 describe('retention', () => {
   const adminUrl = (): string => process.env.TEST_ADMIN_DATABASE_URL as string;
   let url: string;
@@ -77,6 +78,38 @@ describe('retention', () => {
         'SELECT count(*)::int AS n FROM otp_requests WHERE code_hash IS NOT NULL',
       );
       expect(hashes?.n).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('purge() also ages out the delivery log and the sealed codes of expired fallbacks', async () => {
+    await sql('DELETE FROM otp_deliveries');
+    await sql('DELETE FROM otp_fallbacks');
+    const attempt = (ageSeconds: number) =>
+      sql(
+        `INSERT INTO otp_deliveries (request_id, seq, channel, provider, status, cause, created_at)
+         VALUES (gen_random_uuid(), 1, 'sms', 'test', 'sent', 'send',
+                 now() - make_interval(secs => $1))`,
+        [ageSeconds],
+      );
+    for (let i = 0; i < 3; i += 1) await attempt(25 * 3600);
+    await attempt(3600);
+    const fallback = (expiresInSeconds: number) =>
+      sql(
+        `INSERT INTO otp_fallbacks (request_id, request_created_at, sealed, channels_used, expires_at)
+         VALUES (gen_random_uuid(), now(), '\\x00', '{sms}', now() + make_interval(secs => $1))`,
+        [expiresInSeconds],
+      );
+    await fallback(-10);
+    await fallback(300);
+    const app = await startApp();
+    try {
+      await app.get(OtpService).purge();
+      const [log] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_deliveries');
+      expect(log?.n).toBe(1);
+      const [sealed] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM otp_fallbacks');
+      expect(sealed?.n).toBe(1);
     } finally {
       await app.close();
     }

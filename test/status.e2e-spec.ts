@@ -30,6 +30,7 @@ const VIEW_KEYS = [
   'ttlSeconds',
   'codeLength',
   'attemptsAllowed',
+  'deliveries',
 ].sort();
 
 describe.each(PLATFORMS)('GET /otp/requests/:requestId on %s', (platform) => {
@@ -155,6 +156,9 @@ describe.each(PLATFORMS)('GET /otp/requests/:requestId on %s', (platform) => {
     ['a malformed id', 'not-a-uuid'],
     ['an SQL injection attempt', "' OR 1=1 --"],
     ['a uuid with trailing text', `${randomUUID()}x`],
+    // Over Fastify's router limit for a path parameter (maxParamLength, 100 by default).
+    ['an id of 101 characters', 'a'.repeat(101)],
+    ['an id of 300 characters', randomUUID().repeat(9).slice(0, 300)],
   ])('answers 404 for %s', async (_name, id) => {
     const res = await status(id);
     expectError(res, 404, 'OTP_REQUEST_NOT_FOUND');

@@ -8,6 +8,7 @@ import { startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 
 // Needs the Redis at REDIS_URL; reported skipped, with the reason, when none answers there.
+// Express only: the counters are shared by the storage; per-IP 429s are on both elsewhere.
 describeWithRedis('per-IP throttling across instances (Redis storage)', () => {
   const prefix = `nest-otp-test:${randomUUID()}:`;
   let apps: TestApp[];

@@ -8,7 +8,7 @@ const COOKIE = '__Host-otp-token';
 const setCookies = (headers: Record<string, unknown>): string[] => {
   const value = headers['set-cookie'];
   if (value === undefined) return [];
-  return Array.isArray(value) ? (value as string[]) : [String(value)];
+  return Array.isArray(value) ? (value as string[]) : [value as string];
 };
 
 describe.each(PLATFORMS)('tokenTransport on %s', (platform) => {

@@ -10,12 +10,19 @@ import {
   supersedeByFailedSend,
   wrongCode,
 } from './support/contract.js';
-import { rowsFor, startTestApp, travel, uniqueEmail, type TestApp } from './support/test-app.js';
+import {
+  PLATFORMS,
+  rowsFor,
+  startTestApp,
+  type TestApp,
+  travel,
+  uniqueEmail,
+} from './support/test-app.js';
 
-describe('POST /otp/verify', () => {
+describe.each(PLATFORMS)('POST /otp/verify on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp();
+    t = await startTestApp({}, { platform });
   });
   afterAll(async () => {
     await t.close();
@@ -233,10 +240,10 @@ describe('POST /otp/verify', () => {
   });
 });
 
-describe('POST /otp/verify with ttlSeconds 1', () => {
+describe.each(PLATFORMS)('POST /otp/verify with ttlSeconds 1 on %s', (platform) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ ttlSeconds: 1 });
+    t = await startTestApp({ ttlSeconds: 1 }, { platform });
   });
   afterAll(async () => {
     await t.close();

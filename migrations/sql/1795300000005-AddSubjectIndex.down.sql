@@ -8,6 +8,12 @@ SET lock_timeout = '1min';
 
 SET statement_timeout = '30min';
 
+-- The migration reads (on a database that never ran it, no rows):
+--   -- On a partitioned otp_requests (otpPartitionedMigrations) Postgres cannot build an index
+--   -- CONCURRENTLY on the table itself: the migration builds each partition's index CONCURRENTLY and
+--   -- attaches it to an index made ON ONLY the table. Run it through TypeORM there, not as this file.
+--   SELECT 1 AS partitioned FROM pg_class WHERE oid = to_regclass('otp_requests') AND relkind = 'p'
+
 DROP INDEX CONCURRENTLY IF EXISTS otp_requests_subject_created_at_idx;
 
 RESET statement_timeout;

@@ -9,6 +9,12 @@ SET lock_timeout = '1min';
 SET statement_timeout = '30min';
 
 -- The migration reads (on a database that never ran it, no rows):
+--   -- On a partitioned otp_requests (otpPartitionedMigrations) Postgres cannot build an index
+--   -- CONCURRENTLY on the table itself: the migration builds each partition's index CONCURRENTLY and
+--   -- attaches it to an index made ON ONLY the table. Run it through TypeORM there, not as this file.
+--   SELECT 1 AS partitioned FROM pg_class WHERE oid = to_regclass('otp_requests') AND relkind = 'p'
+
+-- The migration reads (on a database that never ran it, no rows):
 --   -- An INVALID index, left by a failed CREATE INDEX CONCURRENTLY, would be kept by IF NOT EXISTS:
 --   -- the migration drops it (DROP INDEX CONCURRENTLY) first. Rerunning by hand: drop what this lists.
 --   SELECT c.relname AS name

@@ -1,4 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { createDeliveryStatusController } from './delivery/receipts/delivery-status.controller.js';
 import { OTP_ROUTE_PREFIX } from './otp.constants.js';
 import { createOtpController } from './otp.controller.js';
 import type { OtpModuleOptionsInput } from './otp.options.js';
@@ -34,7 +35,10 @@ export const {
     return {
       ...definition,
       global: extras.isGlobal,
-      controllers: controller ? [controller] : [],
+      // The delivery-receipt routes answer 404 unless `deliveryReceipts` configures them.
+      controllers: controller
+        ? [controller, createDeliveryStatusController(extras.routePrefix)]
+        : [],
       providers: [
         ...(definition.providers ?? []),
         { provide: OTP_CONTROLLER, useValue: controller },

@@ -12,6 +12,9 @@ import { createCodeHasher } from './crypto/code-hasher.js';
 import { ConsoleOtpProvider } from './delivery/console.provider.js';
 import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
 import { OtpProvidersLifecycle } from './delivery/otp-providers.lifecycle.js';
+import { DeliveryStatusRoutes } from './delivery/receipts/delivery-status.routes.js';
+import { OtpDeliveryLogRepository } from './delivery/receipts/otp-delivery-log.repository.js';
+import { OtpFallbackService } from './delivery/receipts/otp-fallback.service.js';
 import { OtpRoutesExceptionFilter } from './errors/otp-routes-exception.filter.js';
 import { OtpObservers } from './events/otp-observers.js';
 import { OtpHealthProbe } from './health/otp-health.probe.js';
@@ -129,6 +132,9 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OtpHealthProbe,
     OtpRetentionService,
     OtpDeliveryService,
+    OtpDeliveryLogRepository,
+    OtpFallbackService,
+    DeliveryStatusRoutes,
     OtpProvidersLifecycle,
     OtpService,
     OtpThrottlerGuard,
@@ -142,6 +148,7 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
     OTP_THROTTLER_OPTIONS,
     OTP_THROTTLER_STORAGE,
     OtpService,
+    OtpFallbackService,
     OtpTokenGuard,
     OtpThrottlerGuard,
     // For `OtpHealthIndicator` (nest-otp/health) in the host's own module.
@@ -152,6 +159,7 @@ export class OtpModule extends OtpConfigurableModule implements NestModule {
   constructor(
     @Inject(OTP_CONTROLLER) private readonly controller: Type | null,
     private readonly fastifyRoutes: OtpFastifyRoutes,
+    private readonly receiptRoutes: DeliveryStatusRoutes,
   ) {
     super();
   }
@@ -161,6 +169,7 @@ export class OtpModule extends OtpConfigurableModule implements NestModule {
    * Fastify, where middleware runs before the body is read, the routes' own options and hooks.
    */
   configure(consumer: MiddlewareConsumer): void {
+    this.receiptRoutes.install();
     if (!this.controller || this.fastifyRoutes.install()) return;
     consumer.apply(OtpBodyMiddleware).forRoutes(this.controller);
   }

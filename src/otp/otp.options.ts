@@ -7,6 +7,10 @@ import {
 import type { DataSource } from 'typeorm';
 import type { ChallengeOptions } from './challenge/challenge-verifier.js';
 import type { OtpProvider } from './delivery/otp-provider.interface.js';
+import {
+  adaptiveDeliveryProblems,
+  type DeliveryReceiptsOptions,
+} from './delivery/receipts/delivery-receipts.options.js';
 import { templateProblems, type OtpLocaleMessages } from './delivery/otp-message.js';
 import { DEFAULT_REFUSED_NUMBER_TYPES } from './destination/destination.js';
 import { OTP_CHANNELS, type OtpChannel } from './otp.types.js';
@@ -215,6 +219,25 @@ export class OtpModuleOptions {
    * auth guard). Default: none (the routes send without a subject).
    */
   subjectFrom?: (request: unknown) => string | undefined | Promise<string | undefined> = undefined;
+  /**
+   * Delivery receipts: mounts `POST /otp/delivery-status/twilio` (`{ twilio: { authToken,
+   * publicUrl } }`) and/or `POST /otp/delivery-status/webhook` (`{ webhook: { secret } }`). An
+   * `undelivered` or `failed` receipt for the flow's active code sends it at once on the next
+   * channel of the chain. Default: none (both routes answer 404).
+   */
+  deliveryReceipts?: DeliveryReceiptsOptions = undefined;
+  /**
+   * Key material (at least 32 bytes) that seals a code (AES-256-GCM) while a re-delivery is
+   * possible (`deliveryReceipts`, or a purpose's `fallbackAfterSeconds`). Default: `hmacSecret`.
+   */
+  fallbackSecret?: string = undefined;
+  /**
+   * How often each instance polls for due fallbacks (`fallbackAfterSeconds`, and receipts whose
+   * re-delivery an instance could not finish); `0` turns the timer off (inject
+   * `OtpFallbackService` and call `runDue()`, e.g. from cron). The timer only triggers the poll: the due time lives
+   * in the database, and rows are claimed with FOR UPDATE SKIP LOCKED. Default `5000`.
+   */
+  fallbackPollIntervalMs = 5_000;
 }
 
 /** What hosts pass: any subset of the options. */
@@ -330,6 +353,7 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   }
   problems.push(...challengeProblems(options.challenge));
   problems.push(...subjectProblems(options));
+  problems.push(...adaptiveDeliveryProblems(options));
   if (typeof options.messages !== 'object' || options.messages === null) {
     problems.push('messages must be an object of locales');
   } else {

@@ -3,7 +3,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { generateCode } from './crypto/code-generator.js';
 import type { CodeHasher } from './crypto/code-hasher.js';
 import { createVerificationToken, hashVerificationToken } from './crypto/verification-token.js';
-import { OtpDeliveryService } from './delivery/otp-delivery.service.js';
+import { OtpDeliveryService, type DeliveryAttempt } from './delivery/otp-delivery.service.js';
+import { OtpFallbackService } from './delivery/receipts/otp-fallback.service.js';
 import {
   type Destination,
   maskDestination,
@@ -134,6 +135,23 @@ export interface OtpRequestView {
   ttlSeconds: number;
   codeLength: number;
   attemptsAllowed: number;
+  /** Each delivery attempt, oldest first (masked; no message ids). */
+  deliveries: OtpDeliveryView[];
+}
+
+/** One delivery attempt of a request, as the status route shows it. */
+export interface OtpDeliveryView {
+  channel: OtpChannel;
+  provider: string;
+  /** Where it went, masked. */
+  destination: string;
+  /** `queued`, `sent`, `delivered`, `undelivered` or `failed`, as last reported. */
+  status: string;
+  /** Why it was made: `send`, `receipt` (a failure receipt) or `silence` (`fallbackAfterSeconds`). */
+  cause: string;
+  /** When it was made, and when its status was last reported. */
+  at: Date;
+  statusAt: Date;
 }
 
 /** What a consumed verification token proved. */
@@ -177,6 +195,8 @@ export class OtpService {
   private readonly policies: PurposePolicies;
   private readonly logger = new Logger('OtpService');
   private readonly decoyHashes = new Map<number, Promise<string>>();
+  /** Clients of an auto-resend whose verify passed its challenge in the same call. */
+  private readonly challengePassed = new WeakSet<OtpClient>();
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
@@ -185,6 +205,7 @@ export class OtpService {
     private readonly delivery: OtpDeliveryService,
     private readonly retention: OtpRetentionService,
     private readonly observers: OtpObservers,
+    private readonly adaptive: OtpFallbackService,
   ) {
     this.policies = purposePoliciesOf(options);
   }
@@ -293,6 +314,7 @@ export class OtpService {
 
     const row = outcome.created;
     trace.subject.requestId = id;
+    const attempts: DeliveryAttempt[] = [];
     const delivery = await this.delivery.deliver({
       requestId: id,
       channel,
@@ -304,12 +326,30 @@ export class OtpService {
       fallbackEmail: fallbackEmail?.value,
       channels: policy.channels,
       ttlSeconds: policy.ttlSeconds,
+      attempts,
     });
+    // Receipts and fallback (otp_deliveries, otp_fallbacks): never fails the send.
+    const first = {
+      requestId: id,
+      channel,
+      purpose,
+      code,
+      ...(fallbackEmail ? { fallbackEmail: fallbackEmail.value } : {}),
+      ...(input.locale ? { locale: input.locale } : {}),
+      channels: policy.channels,
+      attempts,
+    };
     if (!delivery) {
       await this.requests.markFailed(id);
+      await this.adaptive.recordFirstDelivery({ ...first, delivered: false });
       throw new DeliveryFailedError();
     }
-    await this.requests.markDelivered(id, delivery);
+    await this.requests.markDelivered(id, {
+      channel: delivery.channel,
+      provider: delivery.provider,
+      deliveredTo: delivery.deliveredTo,
+    });
+    await this.adaptive.recordFirstDelivery({ ...first, delivered: true });
     const carriedBy = delivery.channel;
     const fallbackChannel = fallbackChannelFor(
       [
@@ -353,6 +393,7 @@ export class OtpService {
       challenge.windowSeconds ?? DEFAULT_CHALLENGE_WINDOW_SECONDS,
     );
     if (failed < challenge.afterFailedVerifies) return undefined;
+    if (this.challengePassed.has(client)) return true;
     if (!token) throw new ChallengeRequiredError();
     let accepted = false;
     try {
@@ -449,7 +490,7 @@ export class OtpService {
     if (!attempt) {
       // Same hashing work as a real guess, so timing does not tell whether a code exists.
       await this.hasher.matches(input.code, 'decoy', await this.decoy(length));
-      throw await this.noActiveCode(destination.value, purpose, policy, input, client);
+      throw await this.noActiveCode(destination.value, purpose, policy, input, client, challenged);
     }
     trace.destination = destination.value;
     trace.subject = {
@@ -469,7 +510,14 @@ export class OtpService {
       );
       // Null: a resend superseded the code, or it expired, while this guess was being checked.
       if (!tokenExpiresAt) {
-        throw await this.noActiveCode(destination.value, purpose, policy, input, client);
+        throw await this.noActiveCode(
+          destination.value,
+          purpose,
+          policy,
+          input,
+          client,
+          challenged,
+        );
       }
       return { verified: true, verificationToken: token.token, tokenExpiresAt };
     }
@@ -545,6 +593,7 @@ export class OtpService {
     const { now, request, history } = await this.requests.readStatus(requestId.toLowerCase());
     if (!request) throw new RequestNotFoundError();
     const policy = this.policies.of(request.purpose) ?? this.policies.fallback;
+    const deliveries = await this.adaptive.attemptsOf(request.id);
     return {
       requestId: request.id,
       destination: maskDestination(request.destination),
@@ -562,6 +611,15 @@ export class OtpService {
       ttlSeconds: Math.round((request.expiresAt.getTime() - request.createdAt.getTime()) / 1000),
       codeLength: request.codeLength,
       attemptsAllowed: request.maxAttempts,
+      deliveries: deliveries.map((d) => ({
+        channel: d.channel,
+        provider: d.provider,
+        destination: maskDestination(d.deliveredTo ?? request.destination),
+        status: d.status,
+        cause: d.cause,
+        at: d.createdAt,
+        statusAt: d.statusAt,
+      })),
     };
   }
 
@@ -733,6 +791,7 @@ export class OtpService {
     policy: PurposePolicy,
     input?: VerifyOtpInputDto,
     client: OtpClient = {},
+    challenged?: true,
   ): Promise<Error> {
     const { now, latest } = await this.requests.findLatestInFlow(destination, purpose);
     const exhausted =
@@ -752,15 +811,18 @@ export class OtpService {
       latest.expiresAt <= now;
     if (!policy.autoResend || !input || !expiredUnused) return new CodeExpiredError();
     try {
+      // The verify's challenge already passed in this call: a single-use token (Turnstile's) would
+      // be refused if checked twice, so the resend is vouched for instead.
+      const resendClient = { ...client };
+      if (challenged) this.challengePassed.add(resendClient);
       const resent = await this.send(
         {
           destination,
           channel: latest.channel,
           purpose,
           ...(input.subject ? { subject: input.subject } : {}),
-          ...(input.challenge ? { challenge: input.challenge } : {}),
         },
-        client,
+        resendClient,
       );
       return new CodeExpiredError({ ...resent });
     } catch (error) {

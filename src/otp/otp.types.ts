@@ -1,7 +1,10 @@
-/** A way to carry a code to a person. */
-export type OtpChannel = 'sms' | 'voice' | 'email';
+/**
+ * A way to carry a code to a person. `push` is the host's own app (FCM, APNs, a websocket): it
+ * reaches the account behind an email or a phone, through a provider the host registers.
+ */
+export type OtpChannel = 'sms' | 'voice' | 'email' | 'push';
 
-export const OTP_CHANNELS: readonly OtpChannel[] = ['sms', 'voice', 'email'];
+export const OTP_CHANNELS: readonly OtpChannel[] = ['sms', 'voice', 'email', 'push'];
 
 /** What a destination is; decides which channels can reach it. */
 export type DestinationKind = 'phone' | 'email';

@@ -1,12 +1,18 @@
 import type { INestApplication } from '@nestjs/common';
 import pg from 'pg';
 import request, { type Response } from 'supertest';
-import { createExampleApp } from '../../example/bootstrap.js';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../../example/database.js';
 import type { CodeHasher } from '../../src/otp/crypto/code-hasher.js';
 import { OTP_HASHER } from '../../src/otp/otp.constants.js';
 import type { OtpModuleOptionsInput } from '../../src/otp/otp.options.js';
-import { CapturingProvider, TEST_SECRET, testDatabaseUrl, type TestApp } from './test-app.js';
+import {
+  bootExampleApp,
+  CapturingProvider,
+  type Platform,
+  TEST_SECRET,
+  testDatabaseUrl,
+  type TestApp,
+} from './test-app.js';
 
 /**
  * Helpers for the attack suite (test/attacks.e2e-spec.ts, test/attack/*.attack-spec.ts): a pooled
@@ -76,16 +82,19 @@ export interface PrivateApp extends TestApp {
 }
 
 /**
- * Boots the example app (HMAC hasher, capturing provider, throttling out of the way) on a fresh,
- * migrated database that only this app uses; `close()` drops it.
+ * Boots the example app (HMAC hasher, capturing provider, throttling out of the way) on `platform`
+ * (default Express) on a fresh, migrated database that only this app uses; `close()` drops it.
  */
-export async function startPrivateApp(otp: OtpModuleOptionsInput = {}): Promise<PrivateApp> {
+export async function startPrivateApp(
+  otp: OtpModuleOptionsInput = {},
+  platform: Platform = 'express',
+): Promise<PrivateApp> {
   const adminUrl = process.env.TEST_ADMIN_DATABASE_URL;
   if (!adminUrl) throw new Error('TEST_ADMIN_DATABASE_URL is not set: run through jest.');
   const databaseUrl = await createUniqueDatabase(adminUrl, 'nest_otp_attack');
   await runOtpMigrations(databaseUrl);
   const provider = new CapturingProvider();
-  const app = await createExampleApp(
+  const app = await bootExampleApp(
     {
       databaseUrl,
       otp: {
@@ -96,14 +105,14 @@ export async function startPrivateApp(otp: OtpModuleOptionsInput = {}): Promise<
         ...otp,
       },
     },
-    { logger: false },
+    platform,
   );
-  await app.init();
   const db = new AttackDb(databaseUrl);
   return {
     app,
     http: request(app.getHttpServer()),
     provider,
+    platform,
     db,
     close: async () => {
       await app.close();

@@ -15,6 +15,7 @@ import {
   ValidationPipe,
 } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -29,7 +30,7 @@ import {
   RequireOtp,
 } from '../../src/index.js';
 import { InMemoryOtpProvider } from '../../src/testing/index.js';
-import { TEST_SECRET, testDatabaseUrl } from './test-app.js';
+import { type Platform, TEST_SECRET, testDatabaseUrl } from './test-app.js';
 
 /**
  * A host app the OTP module is a guest in, with the host's own habits: a strict global
@@ -73,9 +74,10 @@ export class LogCapture implements LoggerService {
 @Catch()
 export class HostExceptionFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
-    const response = host
-      .switchToHttp()
-      .getResponse<{ status(code: number): { json(body: unknown): void } }>();
+    // Express's response has `json`, Fastify's reply only `send` (which writes JSON for objects).
+    const response = host.switchToHttp().getResponse<{
+      status(code: number): { json?(body: unknown): void; send(body: unknown): void };
+    }>();
     let status = 500;
     let message: unknown = 'Internal server error';
     if (exception instanceof HttpException) {
@@ -92,7 +94,10 @@ export class HostExceptionFilter implements ExceptionFilter {
       status = (exception as Error & { status: number }).status;
       message = exception.message;
     }
-    response.status(status).json({ error: { status, message } });
+    const answer = response.status(status);
+    const body = { error: { status, message } };
+    if (answer.json) answer.json(body);
+    else answer.send(body);
   }
 }
 
@@ -147,15 +152,23 @@ export async function bootApp(
     app?: NestApplicationOptions;
     configure?: (app: INestApplication) => void;
     logger?: LoggerService;
+    /** Default Express. */
+    platform?: Platform;
   } = {},
 ): Promise<INestApplication> {
   const ref = await Test.createTestingModule(metadata)
     .setLogger(options.logger ?? new LogCapture())
     .compile();
-  const app = ref.createNestApplication(options.app);
+  const fastify = options.platform === 'fastify';
+  const app = fastify
+    ? ref.createNestApplication(new FastifyAdapter() as never, options.app)
+    : ref.createNestApplication(options.app);
   options.configure?.(app);
   try {
     await app.init();
+    if (fastify) {
+      await (app.getHttpAdapter().getInstance() as { ready(): Promise<unknown> }).ready();
+    }
   } catch (error) {
     await app.close().catch(() => undefined);
     throw error;
@@ -170,6 +183,8 @@ export interface CoexistenceHostOptions {
   hostThrottleLimit?: number;
   /** Nest's default body parsers; `false` for a host that parses nothing. Default true. */
   bodyParser?: boolean;
+  /** Default Express. */
+  platform?: Platform;
   globalPrefix?: string;
   routePrefix?: string;
 }
@@ -204,6 +219,7 @@ export async function startCoexistenceHost(
     },
     {
       app: { bodyParser: options.bodyParser ?? true },
+      platform: options.platform,
       configure: (app) => {
         app.useGlobalPipes(
           new ValidationPipe({

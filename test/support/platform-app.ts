@@ -22,11 +22,9 @@ import {
 } from '../../src/index.js';
 import { InMemoryOtpProvider } from '../../src/testing/index.js';
 import { LogCapture } from './coexistence-host.js';
-import { TEST_SECRET, testDatabaseUrl } from './test-app.js';
+import { type Platform, TEST_SECRET, testDatabaseUrl } from './test-app.js';
 
-/** The HTTP platforms the module supports; the e2e suite runs on each. */
-export const PLATFORMS = ['express', 'fastify'] as const;
-export type Platform = (typeof PLATFORMS)[number];
+export { type Platform, PLATFORMS } from './test-app.js';
 
 @Controller('host')
 export class PlatformHostController {

@@ -13,6 +13,7 @@ interface Service {
 
 const REDIS: Service = { variable: 'NEST_OTP_REDIS', name: 'Redis' };
 const REDIS_SERVER_BINARY: Service = { variable: 'NEST_OTP_REDIS_SERVER_BINARY', name: 'Redis' };
+const PG_PARTMAN: Service = { variable: 'NEST_OTP_PG_PARTMAN', name: 'pg_partman' };
 
 /** Why a service cannot be used, or null when it can (or when global setup did not look). */
 function missing(service: Service): string | null {
@@ -39,4 +40,9 @@ export function describeWithRedis(name: string, fn: () => void): void {
 /** A describe that starts Redis servers of its own, so needs the `redis-server` binary. */
 export function describeWithRedisServer(name: string, fn: () => void): void {
   describeWith(REDIS_SERVER_BINARY, name, fn);
+}
+
+/** A describe that creates the pg_partman extension in a database of its own. */
+export function describeWithPgPartman(name: string, fn: () => void): void {
+  describeWith(PG_PARTMAN, name, fn);
 }

@@ -3,12 +3,24 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import request from 'supertest';
 import type TestAgent from 'supertest/lib/agent.js';
+import type { ExampleAppOptions } from '../../example/app.module.js';
 import { createExampleApp } from '../../example/bootstrap.js';
 import type { OtpMessage, OtpProvider } from '../../src/otp/delivery/otp-provider.interface.js';
 import type { OtpModuleOptionsInput } from '../../src/otp/otp.options.js';
 import type { OtpChannel } from '../../src/otp/otp.types.js';
 
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!';
+
+/** The HTTP platforms the module supports; the e2e specs of the OTP routes run on each. */
+export const PLATFORMS = ['express', 'fastify'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+
+/**
+ * `PLATFORMS`, but Express alone in the jest project "partitioned" (jest.config.mjs), which runs
+ * some route specs again for the storage layout: their platforms are the default project's job.
+ */
+export const LAYOUT_PLATFORMS: readonly Platform[] =
+  process.env.NEST_OTP_TEST_LAYOUT === 'partitioned' ? ['express'] : PLATFORMS;
 
 /** A delivery provider that keeps every message, so tests can read the codes. */
 export class CapturingProvider implements OtpProvider {
@@ -39,6 +51,7 @@ export interface TestApp {
   app: INestApplication;
   http: TestAgent;
   provider: CapturingProvider;
+  platform: Platform;
   close(): Promise<void>;
 }
 
@@ -50,16 +63,39 @@ export function testDatabaseUrl(): string {
 }
 
 /**
+ * Creates and initializes the example app (no logger) on `platform`, ready for requests: on
+ * Fastify that includes `ready()`, without which the routes are not registered yet. An app whose
+ * start fails is closed before the error is rethrown, so it leaves no connection behind.
+ */
+export async function bootExampleApp(
+  options: ExampleAppOptions,
+  platform: Platform = 'express',
+): Promise<INestApplication> {
+  const app = await createExampleApp(options, { logger: false, platform });
+  try {
+    await app.init();
+    if (platform === 'fastify') {
+      await (app.getHttpAdapter().getInstance() as { ready(): Promise<unknown> }).ready();
+    }
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    throw error;
+  }
+  return app;
+}
+
+/**
  * Boots the example app on the run's test database (or `where.databaseUrl`) with a capturing
- * provider. Defaults suit most
- * tests: HMAC hashing (fast), throttling high enough not to interfere.
+ * provider, on Express unless `where.platform` says otherwise. Defaults suit most tests: HMAC
+ * hashing (fast), throttling high enough not to interfere.
  */
 export async function startTestApp(
   otp: OtpModuleOptionsInput = {},
-  where: { databaseUrl?: string } = {},
+  where: { databaseUrl?: string; platform?: Platform } = {},
 ): Promise<TestApp> {
   const provider = new CapturingProvider();
-  const app = await createExampleApp(
+  const platform = where.platform ?? 'express';
+  const app = await bootExampleApp(
     {
       databaseUrl: where.databaseUrl ?? testDatabaseUrl(),
       otp: {
@@ -70,13 +106,13 @@ export async function startTestApp(
         ...otp,
       },
     },
-    { logger: false },
+    platform,
   );
-  await app.init();
   return {
     app,
     http: request(app.getHttpServer()),
     provider,
+    platform,
     close: () => app.close(),
   };
 }
@@ -125,7 +161,15 @@ export async function travel(destination: string, seconds: number): Promise<void
        exhausted_at = exhausted_at - make_interval(secs => $2),
        superseded_at = superseded_at - make_interval(secs => $2),
        token_expires_at = token_expires_at - make_interval(secs => $2),
-       token_used_at = token_used_at - make_interval(secs => $2)
+       token_used_at = token_used_at - make_interval(secs => $2),
+       cancelled_at = cancelled_at - make_interval(secs => $2)
+     WHERE destination = $1`,
+    [destination, seconds],
+  );
+  await query(
+    `UPDATE otp_destinations SET
+       hard_locked_at = hard_locked_at - make_interval(secs => $2),
+       unlocked_at = unlocked_at - make_interval(secs => $2)
      WHERE destination = $1`,
     [destination, seconds],
   );

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { maskDestination } from '../destination/destination.js';
+import { channelFits, maskDestination } from '../destination/destination.js';
 import { OtpObservers } from '../events/otp-observers.js';
 import { OTP_OPTIONS, OTP_PROVIDERS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
@@ -25,6 +25,21 @@ export interface DeliveryRequest {
   channels?: readonly OtpChannel[];
   /** The code's lifetime, for the texts; default: the module's `ttlSeconds`. */
   ttlSeconds?: number;
+  /** Filled with every attempt, in order (delivery receipts record them). */
+  attempts?: DeliveryAttempt[];
+  /** Try this channel only: no fallback channel, no fallback email (a re-delivery). */
+  only?: boolean;
+}
+
+/** One provider's attempt at one channel. */
+export interface DeliveryAttempt {
+  channel: OtpChannel;
+  provider: string;
+  /** The fallback email it went to, or null for the destination. */
+  deliveredTo: string | null;
+  ok: boolean;
+  /** The provider's message id, when it reported one. */
+  messageId: string | null;
 }
 
 /** Who carried a code, over which channel, and where (when not to the destination). */
@@ -33,6 +48,8 @@ export interface Delivery {
   provider: string;
   /** The fallback email the code went to, or null when it went to the destination. */
   deliveredTo: string | null;
+  /** The provider's message id, when it reported one. */
+  messageId?: string | null;
 }
 
 /**
@@ -51,15 +68,20 @@ export class OtpDeliveryService {
   ) {}
 
   async deliver(request: DeliveryRequest): Promise<Delivery | null> {
-    const allowed = request.channels ?? this.options.channels;
-    const chain = [request.channel, ...(this.options.channelFallback[request.channel] ?? [])];
-    const legs: { channel: OtpChannel; to: string | null }[] = chain
-      .filter((channel) => allowed.includes(channel))
-      .map((channel) => ({ channel, to: null }));
-    // SMS → voice → email: the account's email, when the host gave one, after every phone channel.
-    if (request.fallbackEmail && request.channel !== 'email' && allowed.includes('email')) {
-      legs.push({ channel: 'email', to: request.fallbackEmail });
-    }
+    const legs = request.only
+      ? deliveryLegs(
+          request.destination,
+          request.channel,
+          {},
+          request.channels ?? this.options.channels,
+        )
+      : deliveryLegs(
+          request.destination,
+          request.channel,
+          this.options.channelFallback,
+          request.channels ?? this.options.channels,
+          request.fallbackEmail,
+        );
     for (const { channel, to } of legs) {
       for (const provider of this.providers.filter((p) => p.supports(channel))) {
         const message: OtpMessage = {
@@ -82,17 +104,27 @@ export class OtpDeliveryService {
             webOtpDomain: this.options.webOtpDomain,
           }),
         };
-        if (await this.attempt(provider, message)) {
-          return { channel, provider: provider.name, deliveredTo: to };
-        }
+        const { ok, messageId } = await this.attempt(provider, message);
+        request.attempts?.push({
+          channel,
+          provider: provider.name,
+          deliveredTo: to,
+          ok,
+          messageId,
+        });
+        if (ok) return { channel, provider: provider.name, deliveredTo: to, messageId };
       }
     }
     return null;
   }
 
-  private async attempt(provider: OtpProvider, message: OtpMessage): Promise<boolean> {
+  private async attempt(
+    provider: OtpProvider,
+    message: OtpMessage,
+  ): Promise<{ ok: boolean; messageId: string | null }> {
     const started = performance.now();
-    const ok = await this.boundedAttempt(provider, message);
+    const outcome = await this.boundedAttempt(provider, message);
+    const ok = outcome !== false;
     if (this.observers.active) {
       this.observers.deliveryAttempted({
         requestId: message.requestId,
@@ -105,10 +137,14 @@ export class OtpDeliveryService {
         at: new Date(),
       });
     }
-    return ok;
+    return { ok, messageId: outcome === false ? null : outcome };
   }
 
-  private async boundedAttempt(provider: OtpProvider, message: OtpMessage): Promise<boolean> {
+  /** The provider's message id (or null) when it accepted the message, false when it failed. */
+  private async boundedAttempt(
+    provider: OtpProvider,
+    message: OtpMessage,
+  ): Promise<string | null | false> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -119,8 +155,9 @@ export class OtpDeliveryService {
     });
     try {
       // The race bounds the wait even for a provider that ignores its abort signal.
-      await Promise.race([provider.deliver(message, controller.signal), timeout]);
-      return true;
+      const accepted = await Promise.race([provider.deliver(message, controller.signal), timeout]);
+      const id = accepted?.messageId;
+      return typeof id === 'string' && id.length > 0 && id.length <= 128 ? id : null;
     } catch (error) {
       // A provider's error text is not ours: strip the code from it before it reaches a log.
       const reason = (error instanceof Error ? error.message : 'unknown error')
@@ -134,4 +171,32 @@ export class OtpDeliveryService {
       clearTimeout(timer);
     }
   }
+}
+
+/** One step of a delivery chain: a channel, and the fallback email it goes to (null: the destination). */
+export interface DeliveryLeg {
+  channel: OtpChannel;
+  to: string | null;
+}
+
+/**
+ * A send's chain: the channel, its fallbacks (`chains`) within `allowed`, and, after every phone
+ * channel, the account's fallback email when the host gave one. A chain may mix kinds (push → sms):
+ * a leg that cannot reach this destination is skipped.
+ */
+export function deliveryLegs(
+  destination: string,
+  channel: OtpChannel,
+  chains: Partial<Record<OtpChannel, readonly OtpChannel[]>>,
+  allowed: readonly OtpChannel[],
+  fallbackEmail?: string,
+): DeliveryLeg[] {
+  const kind = destination.includes('@') ? 'email' : 'phone';
+  const legs: DeliveryLeg[] = [channel, ...(chains[channel] ?? [])]
+    .filter((c) => allowed.includes(c) && channelFits(kind, c))
+    .map((c) => ({ channel: c, to: null }));
+  if (fallbackEmail && channel !== 'email' && allowed.includes('email')) {
+    legs.push({ channel: 'email', to: fallbackEmail });
+  }
+  return legs;
 }

@@ -23,6 +23,12 @@ export interface OtpMessage {
   expiresAt: Date;
 }
 
+/** What a provider may report when it accepted a message. */
+export interface OtpDeliveryAccepted {
+  /** The provider's id of the message (at most 128 characters), named by its delivery receipts. */
+  messageId?: string;
+}
+
 /**
  * An adapter that carries messages on one or more channels (an SMS gateway, a mailer, a webhook).
  * `deliver` resolves once the provider accepted the message and rejects otherwise; it must honour
@@ -32,7 +38,11 @@ export interface OtpProvider {
   /** Short name for logs and metrics, e.g. `'twilio'`. */
   readonly name: string;
   supports(channel: OtpChannel): boolean;
-  deliver(message: OtpMessage, signal: AbortSignal): Promise<void>;
+  /**
+   * Resolves once the provider accepted the message, optionally with its id for the message
+   * (`{ messageId }`, e.g. Twilio's `SM…` sid), which a later delivery receipt names.
+   */
+  deliver(message: OtpMessage, signal: AbortSignal): Promise<void | OtpDeliveryAccepted>;
   /**
    * Called once at start: rejects when the provider cannot work (its optional package is missing,
    * say), which stops the app with that message instead of failing the first send.

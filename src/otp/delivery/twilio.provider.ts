@@ -1,5 +1,5 @@
 import type { OtpChannel } from '../otp.types.js';
-import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
+import type { OtpDeliveryAccepted, OtpMessage, OtpProvider } from './otp-provider.interface.js';
 
 /** Options of `TwilioOtpProvider`. Give exactly one of `from` and `messagingServiceSid`. */
 export interface TwilioOtpProviderOptions {
@@ -22,6 +22,12 @@ export interface TwilioOtpProviderOptions {
    * (`<apiUrl>/2010-04-01/Accounts/<sid>/Messages.json`). Default `'https://api.twilio.com'`.
    */
   apiUrl?: string;
+  /**
+   * Where Twilio posts each SMS's status (`StatusCallback`): the public URL of
+   * `POST /otp/delivery-status/twilio`, exactly as `deliveryReceipts.twilio.publicUrl` names it.
+   * Default: none (Twilio posts no status; a Messaging Service may set its own).
+   */
+  statusCallback?: string;
   /** The `<Say voice>` of calls. Default `'alice'`. */
   voice?: string;
   /** The `<Say language>` of calls. Default `'en-US'`. */
@@ -42,6 +48,7 @@ export class TwilioOtpProvider implements OtpProvider {
   private readonly from?: string;
   private readonly messagingServiceSid?: string;
   private readonly apiUrl?: string;
+  private readonly statusCallback?: string;
   private readonly say: { voice: string; language: string };
 
   constructor(options: TwilioOtpProviderOptions) {
@@ -72,6 +79,9 @@ export class TwilioOtpProvider implements OtpProvider {
     ) {
       fail('messagingServiceSid must be a Messaging Service SID: "MG" followed by 32 hex digits');
     }
+    if (options.statusCallback !== undefined && !isHttpUrl(options.statusCallback)) {
+      fail('statusCallback must be an http(s) URL without query or fragment');
+    }
     if (apiUrl !== undefined && !isHttpUrl(apiUrl)) {
       fail('apiUrl must be an http(s) URL without query or fragment, e.g. https://api.twilio.com');
     }
@@ -86,6 +96,7 @@ export class TwilioOtpProvider implements OtpProvider {
     this.from = from;
     this.messagingServiceSid = messagingServiceSid;
     this.apiUrl = apiUrl?.replace(/\/+$/, '');
+    this.statusCallback = options.statusCallback;
     this.say = {
       voice: options.voice ?? DEFAULT_SAY.voice,
       language: options.language ?? DEFAULT_SAY.language,
@@ -102,7 +113,7 @@ export class TwilioOtpProvider implements OtpProvider {
     await loadTwilio();
   }
 
-  async deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
+  async deliver(message: OtpMessage, signal: AbortSignal): Promise<OtpDeliveryAccepted> {
     if (!this.supports(message.channel)) {
       throw new Error(`twilio does not carry ${message.channel} with this configuration`);
     }
@@ -115,20 +126,22 @@ export class TwilioOtpProvider implements OtpProvider {
     });
     try {
       if (message.channel === 'sms') {
-        await client.messages.create({
+        const sent = await client.messages.create({
           to: message.destination,
           body: message.text,
+          ...(this.statusCallback !== undefined ? { statusCallback: this.statusCallback } : {}),
           ...(this.from !== undefined
             ? { from: this.from }
             : { messagingServiceSid: this.messagingServiceSid }),
         });
-      } else {
-        await client.calls.create({
-          to: message.destination,
-          from: this.from as string,
-          twiml: buildSayTwiml(message.speech, this.say),
-        });
+        return { messageId: sent.sid };
       }
+      const call = await client.calls.create({
+        to: message.destination,
+        from: this.from as string,
+        twiml: buildSayTwiml(message.speech, this.say),
+      });
+      return { messageId: call.sid };
     } catch (error) {
       throw this.failure(error, message, signal);
     }

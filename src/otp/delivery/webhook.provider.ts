@@ -1,5 +1,6 @@
+import { JsonPoster } from '../http/json-post.js';
 import type { OtpChannel } from '../otp.types.js';
-import type { OtpMessage, OtpProvider } from './otp-provider.interface.js';
+import type { OtpDeliveryAccepted, OtpMessage, OtpProvider } from './otp-provider.interface.js';
 import {
   assertOtpWebhookSecret,
   OTP_WEBHOOK_SIGNATURE_HEADER,
@@ -24,6 +25,8 @@ export interface WebhookOtpProviderOptions {
 export class WebhookOtpProvider implements OtpProvider {
   readonly name = 'webhook';
   private readonly secret: string | undefined;
+  /** Kept-alive `node:http` connections to the URL (cheaper a send than `fetch`). */
+  private readonly poster: JsonPoster;
 
   constructor(
     private readonly url: string,
@@ -39,13 +42,14 @@ export class WebhookOtpProvider implements OtpProvider {
       );
     }
     this.secret = options.secret;
+    this.poster = new JsonPoster(url);
   }
 
   supports(_channel: OtpChannel): boolean {
     return true;
   }
 
-  async deliver(message: OtpMessage, signal: AbortSignal): Promise<void> {
+  async deliver(message: OtpMessage, signal: AbortSignal): Promise<OtpDeliveryAccepted> {
     // Encoded once: the signature covers exactly the bytes that go on the wire.
     const body = Buffer.from(
       JSON.stringify({
@@ -63,15 +67,14 @@ export class WebhookOtpProvider implements OtpProvider {
     if (this.secret !== undefined) {
       headers[OTP_WEBHOOK_SIGNATURE_HEADER] = signOtpWebhookPayload(body, this.secret);
     }
-    const response = await fetch(this.url, {
-      method: 'POST',
-      headers,
-      body,
-      signal,
-      redirect: 'error',
-    });
-    // Drain the body so the connection is reused; its content is not ours to log.
-    await response.arrayBuffer().catch(() => undefined);
-    if (!response.ok) throw new Error(`webhook answered ${response.status}`);
+    const status = await this.poster.post(body, headers, signal);
+    if (status < 200 || status > 299) throw new Error(`webhook answered ${status}`);
+    // A request's message on a channel is sent once, so the pair names it: the receiver reports on
+    // it through POST /otp/delivery-status/webhook with `{ requestId, channel, status }`.
+    return { messageId: `${message.requestId.toLowerCase()}:${message.channel}` };
+  }
+
+  close(): void {
+    this.poster.close();
   }
 }

@@ -73,15 +73,23 @@ export function normalizeDestination(raw: string, rules: DestinationRules): Dest
 /** The channel a send uses when the request names none, and whether a named one fits. */
 export function resolveChannel(destination: Destination, requested?: OtpChannel): OtpChannel {
   const channel = requested ?? (destination.kind === 'email' ? 'email' : 'sms');
-  const fits = destination.kind === 'email' ? channel === 'email' : channel !== 'email';
-  if (!fits) {
+  if (!channelFits(destination.kind, channel)) {
     throw new ValidationFailedError([
       destination.kind === 'email'
-        ? 'channel must be email for an email address'
-        : 'channel must be sms or voice for a phone number',
+        ? 'channel must be email or push for an email address'
+        : 'channel must be sms, voice or push for a phone number',
     ]);
   }
   return channel;
+}
+
+/**
+ * Whether `channel` can reach a destination of `kind`: email only an address, SMS and voice only a
+ * phone, push (the host's app, which knows the account behind either) both.
+ */
+export function channelFits(kind: DestinationKind, channel: OtpChannel): boolean {
+  if (channel === 'push') return true;
+  return kind === 'email' ? channel === 'email' : channel !== 'email';
 }
 
 /** The destination as responses show it: enough to recognise, not enough to harvest. */

@@ -1,6 +1,7 @@
 import { plainToInstance, type ClassConstructor } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import { ValidationFailedError } from '../errors/otp.errors.js';
+import { passesFastPath } from './validation-fast-path.js';
 
 const messages = (errors: ValidationError[]): string[] =>
   errors.flatMap((e) => [...Object.values(e.constraints ?? {}), ...messages(e.children ?? [])]);
@@ -27,6 +28,9 @@ export function validateOtpInput<T extends object>(type: ClassConstructor<T>, va
     value instanceof type
       ? value
       : plainToInstance(type, value, { enableImplicitConversion: false });
+  // Valid input, the common case, is recognised without class-validator's executor (which a
+  // request ran twice: route, then service); anything else is for class-validator to judge.
+  if (passesFastPath(instance)) return instance;
   const errors = validateSync(instance, {
     whitelist: true,
     forbidNonWhitelisted: true,

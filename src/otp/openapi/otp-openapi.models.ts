@@ -1,5 +1,10 @@
 import { OTP_CHANNELS, type OtpChannel, type OtpRequestStatus } from '../otp.types.js';
-import type { OtpRequestView, SendOtpResult, VerifyOtpResult } from '../otp.service.js';
+import type {
+  OtpDeliveryView,
+  OtpRequestView,
+  SendOtpResult,
+  VerifyOtpResult,
+} from '../otp.service.js';
 import { ApiProperty, ApiPropertyOptional } from './swagger.js';
 
 /**
@@ -94,6 +99,37 @@ export class OtpVerifyResponse implements Required<VerifyOtpResult> {
   tokenExpiresAt!: Date;
 }
 
+export class OtpDeliveryAttemptResponse implements Required<OtpDeliveryView> {
+  @ApiProperty({ ...CHANNEL, example: 'sms' })
+  channel!: OtpChannel;
+
+  @ApiProperty({ description: "The provider's name.", example: 'twilio' })
+  provider!: string;
+
+  @ApiProperty({ description: 'Where it went, masked.', example: '+1•••••••0100' })
+  destination!: string;
+
+  @ApiProperty({
+    enum: ['queued', 'sent', 'delivered', 'undelivered', 'failed'],
+    description: 'As the provider last reported it.',
+    example: 'delivered',
+  })
+  status!: string;
+
+  @ApiProperty({
+    enum: ['send', 'receipt', 'silence'],
+    description: 'The send itself, a failure receipt, or silence (`fallbackAfterSeconds`).',
+    example: 'send',
+  })
+  cause!: string;
+
+  @ApiProperty({ type: String, format: 'date-time', example: '2030-01-01T12:00:00.000Z' })
+  at!: Date;
+
+  @ApiProperty({ type: String, format: 'date-time', example: '2030-01-01T12:00:02.000Z' })
+  statusAt!: Date;
+}
+
 export class OtpRequestStatusResponse implements Required<OtpRequestView> {
   @ApiProperty({ format: 'uuid', example: EXAMPLE_REQUEST_ID })
   requestId!: string;
@@ -130,4 +166,10 @@ export class OtpRequestStatusResponse implements Required<OtpRequestView> {
 
   @ApiProperty({ type: 'integer', example: 3 })
   attemptsAllowed!: number;
+
+  @ApiProperty({
+    type: () => [OtpDeliveryAttemptResponse],
+    description: 'Each delivery attempt, oldest first (masked; no message ids).',
+  })
+  deliveries!: OtpDeliveryView[];
 }

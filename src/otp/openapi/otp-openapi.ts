@@ -56,6 +56,7 @@ const WHEN = {
   RATE_LIMITED: 'per-IP throttling',
   OTP_DELIVERY_FAILED: 'every channel in the fallback chain failed; no active code is left behind',
   SERVICE_UNAVAILABLE: 'the database (or a shared throttle storage) cannot be reached',
+  OTP_RECEIPT_FORBIDDEN: 'a delivery receipt without a valid signature; nothing changes',
 } as const;
 
 /** An error code of the contract. */
@@ -100,6 +101,13 @@ export const OTP_ROUTE_ERRORS = {
   },
   guarded: {
     401: ['OTP_TOKEN_INVALID'],
+    503: ['SERVICE_UNAVAILABLE'],
+  },
+  // Not throttled per IP: Twilio posts every callback from a few addresses.
+  receipt: {
+    400: ['VALIDATION_FAILED'],
+    403: ['OTP_RECEIPT_FORBIDDEN'],
+    413: ['PAYLOAD_TOO_LARGE'],
     503: ['SERVICE_UNAVAILABLE'],
   },
 } as const satisfies Record<string, OtpRouteErrors>;
@@ -284,3 +292,6 @@ export const ApiOtpCancel = (): MethodDecorator =>
 /** A route guarded by `@RequireOtp`: the `X-OTP-Token` scheme and the guard's errors. */
 export const ApiOtpGuarded = (): MethodDecorator & ClassDecorator =>
   applyDecorators(ApiSecurity(OTP_TOKEN_SECURITY_SCHEME), errorResponses(OTP_ROUTE_ERRORS.guarded));
+
+/** `POST /otp/delivery-status/twilio` and `/webhook`: the receipts' errors (see ./otp-openapi.receipts.ts). */
+export const ApiOtpReceiptErrors = (): MethodDecorator => errorResponses(OTP_ROUTE_ERRORS.receipt);

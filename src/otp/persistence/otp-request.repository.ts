@@ -1,5 +1,7 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import type { Pool, QueryResultRow } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 import { OTP_OPTIONS } from '../otp.constants.js';
 import { OtpConnection } from './otp-connection.js';
@@ -80,6 +82,11 @@ const toEntity = (r: OtpRequestRow): OtpRequest => ({
  */
 class Statement<Name extends string, Row = never> {
   readonly text: string;
+  /**
+   * The name it is prepared under on each of the module's connections (a digest of its text, so
+   * two texts never share one): Postgres parses and plans it once a connection, not once a call.
+   */
+  readonly name: string;
   private readonly names: readonly string[];
   /** Type only: carries `Row` to `query()`. */
   declare readonly row?: Row;
@@ -91,11 +98,18 @@ class Statement<Name extends string, Row = never> {
       return `$${at < 0 ? names.push(name) : at + 1}`;
     });
     this.names = names;
+    this.name = `nest-otp-${createHash('sha256').update(this.text).digest('hex').slice(0, 24)}`;
   }
 
   /** The values in `$n` order. */
   bind(values: Readonly<Record<Name, unknown>>): unknown[] {
     const given: Readonly<Record<string, unknown>> = values;
+    // The common case, checked without allocating: exactly the statement's names.
+    let present = 0;
+    for (const name of this.names) if (name in given) present += 1;
+    if (present === this.names.length && Object.keys(given).length === present) {
+      return this.names.map((name) => given[name]);
+    }
     const missing = this.names.filter((name) => !(name in given));
     const stray = Object.keys(given).filter((name) => !this.names.includes(name));
     if (missing.length > 0 || stray.length > 0) {
@@ -164,8 +178,12 @@ const SINCE = `since AS (SELECT statement_timestamp() - make_interval(secs => :l
 const historyColumns = (destination: string, purpose: string): string => `
   COALESCE((SELECT json_agg(json_build_object(
       'purpose', e.purpose, 'channel', e.channel, 'createdAt', e.created_at,
-      'deliveryStatus', e.delivery_status,
-      'verifiedAt', e.verified_at, 'exhaustedAt', e.exhausted_at))
+      'deliveryStatus', e.delivery_status, 'verifiedAt', e.verified_at,
+      -- An unlock (OtpService.unlock) ends the lockouts of every code exhausted before it, also
+      -- of the rows read for the cooldown or the last verify, not only of the lockout rows.
+      'exhaustedAt', CASE WHEN e.exhausted_at > COALESCE((SELECT unlocked_at
+        FROM otp_destinations WHERE destination = ${destination}), '-infinity')
+        THEN e.exhausted_at END))
     FROM (
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
          FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
@@ -293,8 +311,10 @@ const RESERVE_ATTEMPT = new Statement<
       WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         AND code_hash IS NOT NULL
-        -- A verify made for an account reserves only a code sent for that account.
-        AND (:subject::text IS NULL OR subject = :subject)
+        -- A code verifies only for the account it was sent for (none for none): a verify made
+        -- without the account (a caller leaving the session out) must not try an account's code
+        -- outside the account's guess budget.
+        AND subject IS NOT DISTINCT FROM :subject::text
         -- Only a code whose delivery was recorded: one whose outcome could not be written (the
         -- database refused it) is never usable, so a 503 send leaves no working code behind.
         AND delivery_status = 'sent'
@@ -488,6 +508,10 @@ export class OtpRequestRepository {
   /** The history reads' parameters, fixed by the options. */
   private readonly historyParams: Readonly<Record<HistoryParam, number>>;
   private readonly dataSource: DataSource;
+  private readonly pool: Pool;
+  /** Statements go prepared (named) until the server side refuses one. */
+  private prepare = true;
+  private readonly logger = new Logger('OtpRequestRepository');
   /** The transaction a per-account lock holds, when the current call runs inside one. */
   private readonly transaction = new AsyncLocalStorage<EntityManager>();
 
@@ -497,6 +521,7 @@ export class OtpRequestRepository {
   ) {
     // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
     this.dataSource = connection.dataSource;
+    this.pool = connection.pool;
     const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
     const hourly = marks(options.maxSendsPerHour);
     const daily = marks(options.maxSendsPerDay);
@@ -560,6 +585,11 @@ export class OtpRequestRepository {
    * reads the history again and decides again.
    */
   async insertIfUnchanged(row: NewOtpRequest, expectedVersion: string): Promise<boolean> {
+    // Inside a per-account lock's transaction, a unique violation would abort the transaction and
+    // fail every later statement of the retry: a savepoint keeps it to this statement. Only a send
+    // with an idempotency key can hit one, so the others pay no extra round trips.
+    const held = row.idempotencyKey === null ? undefined : this.transaction.getStore();
+    if (held) await held.query('SAVEPOINT otp_insert');
     try {
       const inserted = await this.query(INSERT_IF_UNCHANGED, {
         expectedVersion,
@@ -578,10 +608,14 @@ export class OtpRequestRepository {
         requestFingerprint: row.requestFingerprint,
         subject: row.subject,
       });
+      if (held) await held.query('RELEASE SAVEPOINT otp_insert');
       return inserted.length === 1;
     } catch (error) {
       // Another send took the same idempotency key (for another destination) first.
-      if (isUniqueViolation(error, 'otp_requests_idempotency_key_uq')) return false;
+      if (isUniqueViolation(error, 'otp_requests_idempotency_key_uq')) {
+        if (held) await held.query('ROLLBACK TO SAVEPOINT otp_insert');
+        return false;
+      }
       throw error;
     }
   }
@@ -761,13 +795,36 @@ export class OtpRequestRepository {
     });
   }
 
-  /** Runs one statement with its own named values: one round trip (in the held transaction, if any). */
-  private query<Name extends string, Row>(
+  /**
+   * Runs one statement with its own named values: one round trip (in the held transaction, if any).
+   * Outside a transaction it goes to the module's pg pool directly rather than through TypeORM's
+   * `query()`, which creates, connects and releases a QueryRunner for every statement, and as a
+   * named prepared statement: Postgres parses and plans the history read once a connection
+   * instead of on every send (most of its cost: bench/README.md). Same connections, same session
+   * settings, same rows back, same single round trip. Where the server side cannot keep prepared
+   * statements (a transaction-pooling PgBouncer before 1.21), the first refusal turns naming off
+   * for the process and the statement runs again unnamed: it was refused before it ran.
+   */
+  private async query<Name extends string, Row>(
     statement: Statement<Name, Row>,
     values: Readonly<Record<Name, unknown>>,
   ): Promise<Row[]> {
-    const runner = this.transaction.getStore() ?? this.dataSource;
-    return runner.query<Row[]>(statement.text, statement.bind(values));
+    const manager = this.transaction.getStore();
+    if (manager) return manager.query<Row[]>(statement.text, statement.bind(values));
+    const bound = statement.bind(values);
+    if (this.prepare) {
+      try {
+        const config = { name: statement.name, text: statement.text, values: bound };
+        return (await this.pool.query<Row & QueryResultRow>(config)).rows;
+      } catch (error) {
+        if (!refusesPreparedStatements(error)) throw error;
+        this.prepare = false;
+        this.logger.warn(
+          `prepared statements refused (${(error as Error).message}): running them unnamed from now on`,
+        );
+      }
+    }
+    return (await this.pool.query<Row & QueryResultRow>(statement.text, bound)).rows;
   }
 
   private toHistory(head: HistoryColumns): SendHistory {
@@ -824,6 +881,21 @@ function reviveRow(json: JsonRow): OtpRequestRow {
     row[column] = value === null || value === undefined ? null : new Date(value as string);
   }
   return row as unknown as OtpRequestRow;
+}
+
+/**
+ * Errors meaning the server side does not keep this connection's prepared statements: one the
+ * client prepared is missing (26000: a pooler handed the session another server connection) or
+ * already there (42P05), or its cached plan no longer fits (a column change under a running app).
+ * Each is raised before the statement runs.
+ */
+function refusesPreparedStatements(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === '26000' || code === '42P05') return true;
+  return (
+    code === '0A000' &&
+    /cached plan must not change result type/.test(String((error as Error).message))
+  );
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {

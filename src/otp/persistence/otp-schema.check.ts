@@ -104,7 +104,9 @@ export async function findMissingOtpSchema(dataSource: DataSource): Promise<stri
         SELECT 1 FROM information_schema.columns c
          WHERE c.table_schema = current_schema()
            AND c.table_name = split_part(wanted, '.', 1)
-           AND c.column_name = split_part(wanted, '.', 2))`,
+           AND c.column_name = split_part(wanted, '.', 2))
+        -- A missing table is named once, not with each of its columns.
+        AND to_regclass(split_part(wanted, '.', 1)) IS NOT NULL`,
     [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS],
   );
   return rows.map((r) => r.name);

@@ -38,6 +38,12 @@ export interface PurposePolicy {
   autoResend: boolean;
   /** Binds the verification token to the verifying client; off (`null`) unless set. */
   bindToClient: ClientBinding | null;
+  /**
+   * Fallback on silence: when the code is neither verified nor cancelled this many seconds after
+   * its delivery (and has not expired), it goes out once more on the next channel of the chain.
+   * Off (`null`) unless set.
+   */
+  fallbackAfterSeconds: number | null;
 }
 
 /** A named policy a host picks for a purpose. */
@@ -107,6 +113,7 @@ export class PurposePolicies {
       hardLockout: null,
       autoResend: false,
       bindToClient: null,
+      fallbackAfterSeconds: null,
     };
     for (const [purpose, input] of Object.entries(entries)) {
       const { preset, ...own } = typeof input === 'string' ? { preset: input } : input;
@@ -144,7 +151,7 @@ export class PurposePolicies {
 }
 
 /** Each step the larger of the two lists' (the last value of each repeats). */
-function tighterSteps(base: readonly number[], own: readonly number[]): number[] {
+export function tighterSteps(base: readonly number[], own: readonly number[]): number[] {
   const length = Math.max(base.length, own.length);
   return Array.from({ length }, (_, i) => Math.max(step(base, i), step(own, i)));
 }
@@ -184,6 +191,7 @@ const POLICY_KEYS = [
   'hardLockout',
   'autoResend',
   'bindToClient',
+  'fallbackAfterSeconds',
 ];
 
 function policyProblems(
@@ -247,6 +255,14 @@ function policyProblems(
         `${at}.hardLockout must be null or { afterExhaustedCodes: positive integer, durationSeconds?: positive integer }`,
       );
     }
+  }
+  const silence = policy.fallbackAfterSeconds;
+  if (
+    silence !== undefined &&
+    silence !== null &&
+    (!Number.isInteger(silence) || (silence as number) < 1)
+  ) {
+    problems.push(`${at}.fallbackAfterSeconds must be null or a positive integer`);
   }
   if (policy.autoResend !== undefined && typeof policy.autoResend !== 'boolean') {
     problems.push(`${at}.autoResend must be a boolean`);

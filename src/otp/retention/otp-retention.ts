@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { dropOtpPartitions, otpTableLayout } from '../partitioning/otp-partitions.js';
 import { POLICY_WINDOW_SECONDS } from '../policy/send-policy.js';
 
 export interface PurgeOptions {
@@ -14,14 +15,21 @@ export interface PurgeOptions {
 }
 
 export interface PurgeResult {
-  /** Rows deleted. */
+  /** Rows deleted (on the partitioned layout: the rows of the partitions dropped). */
   deleted: number;
   /** Expired codes whose hash was dropped (they can never verify again). */
   hashesCleared: number;
+  /**
+   * On the partitioned layout only: the daily partitions dropped (or, on a dry run, that would be),
+   * oldest first. Rows go a whole day at a time, once the day ended `olderThanSeconds` ago.
+   */
+  partitionsDropped?: string[];
 }
 
 /**
- * The one way to purge: deletes old history in batches and drops the hashes of expired codes. Code
+ * The one way to purge: deletes old history in batches (on the partitioned layout: drops the daily
+ * partitions that ended `olderThanSeconds` ago, see `dropOtpPartitions`) and drops the hashes of
+ * expired codes. Code
  * outside Nest (cron jobs, `npm run otp:purge`) calls it with its own DataSource; inside Nest,
  * `OtpService.purge()` calls it with the module's `retentionSeconds`. Each batch claims its rows
  * with `FOR UPDATE SKIP LOCKED`, so any number of instances can purge at once without waiting on
@@ -44,6 +52,19 @@ export async function purgeOtpRequests(
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError('batchSize must be a positive whole number.');
   }
+  const layout = await otpTableLayout(dataSource);
+  if (layout.partitioned) {
+    const dropped = await dropOtpPartitions(dataSource, {
+      olderThanSeconds: options.olderThanSeconds,
+      dryRun: options.dryRun,
+    });
+    const rest = options.dryRun
+      ? {
+          hashesCleared: (await countPurgeable(dataSource, options.olderThanSeconds)).hashesCleared,
+        }
+      : await clearHashesAndVersions(dataSource, options.olderThanSeconds, batchSize);
+    return { deleted: dropped.rows, ...rest, partitionsDropped: dropped.partitions };
+  }
   if (options.dryRun) return countPurgeable(dataSource, options.olderThanSeconds);
   let deleted = 0;
   for (;;) {
@@ -60,6 +81,22 @@ export async function purgeOtpRequests(
     deleted += n;
     if (n < batchSize) break;
   }
+  return {
+    deleted,
+    ...(await clearHashesAndVersions(dataSource, options.olderThanSeconds, batchSize)),
+  };
+}
+
+/**
+ * What a purge does on both layouts besides removing old rows: drops the hashes of expired codes,
+ * the version rows of destinations with no send in the window, old delivery-log rows and the
+ * sealed codes of expired fallbacks.
+ */
+async function clearHashesAndVersions(
+  dataSource: DataSource,
+  olderThanSeconds: number,
+  batchSize: number,
+): Promise<{ hashesCleared: number }> {
   let hashesCleared = 0;
   for (;;) {
     const [row] = await dataSource.query<{ n: number }[]>(
@@ -88,11 +125,27 @@ export async function purgeOtpRequests(
        gone AS (DELETE FROM otp_destinations d USING doomed
           WHERE d.destination = doomed.destination RETURNING 1)
        SELECT count(*)::int AS n FROM gone`,
-      [options.olderThanSeconds, batchSize],
+      [olderThanSeconds, batchSize],
     );
     if ((row?.n ?? 0) < batchSize) break;
   }
-  return { deleted, hashesCleared };
+  // The delivery log (one row per attempt, for the status route and receipts) ages with the
+  // history it describes; a sealed code for fallback never outlives its code.
+  for (;;) {
+    const [row] = await dataSource.query<{ n: number }[]>(
+      `WITH doomed AS (
+         SELECT request_id, seq FROM otp_deliveries
+          WHERE created_at < statement_timestamp() - make_interval(secs => $1)
+          LIMIT $2 FOR UPDATE SKIP LOCKED),
+       gone AS (DELETE FROM otp_deliveries d USING doomed
+          WHERE d.request_id = doomed.request_id AND d.seq = doomed.seq RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [olderThanSeconds, batchSize],
+    );
+    if ((row?.n ?? 0) < batchSize) break;
+  }
+  await dataSource.query(`DELETE FROM otp_fallbacks WHERE expires_at < statement_timestamp()`);
+  return { hashesCleared };
 }
 
 /** What a purge would do now: the rows it would delete and the hashes it would drop. */

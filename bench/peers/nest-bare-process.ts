@@ -1,0 +1,80 @@
+/**
+ * The framework's floor: the bare service's request (read a JSON body, one INSERT, one SELECT on
+ * a pool of 10, answer JSON) as a NestJS 12 + Express controller with `@Body()`, nothing else: no
+ * guard, no validation, no filter. What nest-otp's host pays for Nest and Express alone, apart
+ * from anything nest-otp does, so the bench can tell the module's cost from the framework's.
+ */
+import 'reflect-metadata';
+import { Body, Controller, HttpCode, type INestApplication, Module, Post } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import pg from 'pg';
+import { type Handlers, RssSampler, serveCommands } from '../child.js';
+import type { PeerCommands } from './peer-protocol.js';
+
+const INSERT = 'INSERT INTO nest_bare_requests (id, destination, code) VALUES ($1, $2, $3)';
+const SELECT =
+  'SELECT id, created_at FROM nest_bare_requests WHERE destination = $1 ORDER BY created_at DESC LIMIT 1';
+
+let pool: pg.Pool | undefined;
+let app: INestApplication | undefined;
+const sampler = new RssSampler();
+
+@Controller()
+class RequestsController {
+  @Post('requests')
+  @HttpCode(200)
+  async create(
+    @Body() body: { destination?: unknown; code?: unknown },
+  ): Promise<{ id?: string; createdAt?: Date }> {
+    const db = pool as pg.Pool;
+    const destination = String(body.destination);
+    const code = typeof body.code === 'string' ? body.code : null;
+    await db.query(INSERT, [randomUUID(), destination, code]);
+    const { rows } = await db.query<{ id: string; created_at: Date }>(SELECT, [destination]);
+    return { id: rows[0]?.id, createdAt: rows[0]?.created_at };
+  }
+}
+
+@Module({ controllers: [RequestsController] })
+class FloorModule {}
+
+const handlers: Handlers<PeerCommands> = {
+  async start({ databaseUrl }) {
+    const db = new pg.Pool({
+      connectionString: databaseUrl,
+      max: 10,
+      idleTimeoutMillis: 0,
+      application_name: 'bench-nest-bare',
+    });
+    pool = db;
+    await db.query(`CREATE TABLE IF NOT EXISTS nest_bare_requests (
+      id uuid PRIMARY KEY, destination varchar(254) NOT NULL, code varchar(10),
+      created_at timestamptz NOT NULL DEFAULT now())`);
+    await db.query(
+      'CREATE INDEX IF NOT EXISTS nest_bare_requests_destination_idx ON nest_bare_requests (destination, created_at)',
+    );
+    app = await NestFactory.create(FloorModule, { logger: false });
+    await app.listen(0, '127.0.0.1');
+    const server = app.getHttpServer() as Server;
+    server.keepAliveTimeout = 60_000;
+    const port = (server.address() as AddressInfo).port;
+    return { port, paths: { send: '/requests', verify: '/requests' } };
+  },
+  stats() {
+    return Promise.resolve(sampler.stats());
+  },
+  resetPeak() {
+    sampler.reset();
+    return Promise.resolve(null);
+  },
+  async stop() {
+    await app?.close();
+    await pool?.end();
+    return null;
+  },
+};
+
+serveCommands(handlers, () => handlers.stop({}));
