@@ -83,6 +83,28 @@ describe('retention', () => {
     }
   });
 
+  it('a large purge refreshes the planner statistics, so plans fit the table as it is now', async () => {
+    await sql('DELETE FROM otp_requests');
+    await seed(10_000, 25 * 3600);
+    await seed(5, 23 * 3600);
+    await sql('ANALYZE otp_requests');
+    const estimate = async (): Promise<number> =>
+      (
+        await sql<{ n: number }>(
+          `SELECT reltuples::int AS n FROM pg_class WHERE oid = 'otp_requests'::regclass`,
+        )
+      )[0]?.n ?? -1;
+    expect(await estimate()).toBeGreaterThan(9_000);
+    const ds = await new DataSource({ type: 'postgres', url }).initialize();
+    try {
+      const result = await purgeOtpRequests(ds, { olderThanSeconds: 86_400 });
+      expect(result.deleted).toBe(10_000);
+    } finally {
+      await ds.destroy();
+    }
+    expect(await estimate()).toBeLessThan(100);
+  });
+
   it('purge() also ages out the delivery log and the sealed codes of expired fallbacks', async () => {
     await sql('DELETE FROM otp_deliveries');
     await sql('DELETE FROM otp_fallbacks');
