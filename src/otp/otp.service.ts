@@ -277,11 +277,8 @@ export class OtpService {
           .digest('hex')
       : null;
 
-    const challengeRequired = await this.challengeGate(
-      destination.value,
-      input.challenge,
-      'send',
-      client,
+    const challengeRequired = this.challengeDue(
+      await this.challengeGate(destination.value, input.challenge, 'send', client),
     );
 
     // Hashed once, before any round trip: bcrypt is slow, and a retry below reuses it.
@@ -331,6 +328,7 @@ export class OtpService {
     // Receipts and fallback (otp_deliveries, otp_fallbacks): never fails the send.
     const first = {
       requestId: id,
+      destination: destination.value,
       channel,
       purpose,
       code,
@@ -377,23 +375,23 @@ export class OtpService {
 
   /**
    * Challenge escalation: once the destination drew `afterFailedVerifies` failed verifies in the
-   * window, the call needs a challenge the host's verifier accepts (else 428). Resolves `true` when
-   * the destination is past the threshold, so the answer can say the next call needs one too.
+   * window, the call needs a challenge the host's verifier accepts (else 428). Resolves the failed
+   * verifies counted before this call (0 with escalation off), for `challengeDue`.
    */
   private async challengeGate(
     destination: string,
     token: string | undefined,
     action: 'send' | 'verify',
     client: OtpClient,
-  ): Promise<true | undefined> {
+  ): Promise<number> {
     const challenge = this.options.challenge;
-    if (!challenge) return undefined;
+    if (!challenge) return 0;
     const failed = await this.requests.countFailedVerifies(
       destination,
       challenge.windowSeconds ?? DEFAULT_CHALLENGE_WINDOW_SECONDS,
     );
-    if (failed < challenge.afterFailedVerifies) return undefined;
-    if (this.challengePassed.has(client)) return true;
+    if (failed < challenge.afterFailedVerifies) return failed;
+    if (this.challengePassed.has(client)) return failed;
     if (!token) throw new ChallengeRequiredError();
     let accepted = false;
     try {
@@ -405,7 +403,13 @@ export class OtpService {
       this.logger.warn(`challenge verifier failed: ${(error as Error).message}`);
     }
     if (accepted !== true) throw new ChallengeRequiredError();
-    return true;
+    return failed;
+  }
+
+  /** `true` when `failed` verifies put the destination past the challenge threshold. */
+  private challengeDue(failed: number): true | undefined {
+    const challenge = this.options.challenge;
+    return challenge && failed >= challenge.afterFailedVerifies ? true : undefined;
   }
 
   /** Per-account send caps (run under the account's lock): 429 `OTP_SEND_LIMIT` when one is full. */
@@ -464,12 +468,13 @@ export class OtpService {
     if (!/^[0-9]+$/.test(input.code) || input.code.length !== length) {
       throw new ValidationFailedError([`code must be exactly ${length} digits 0-9`]);
     }
-    const challenged = await this.challengeGate(
+    const failedBefore = await this.challengeGate(
       destination.value,
       input.challenge,
       'verify',
       client,
     );
+    const challenged = this.challengeDue(failedBefore);
     const subject = input.subject ?? null;
 
     const budget = this.options.subjectLimits?.maxFailedVerifiesPerDay;
@@ -525,27 +530,14 @@ export class OtpService {
     const remaining = attempt.maxAttempts - attempt.attemptsUsed;
     if (remaining >= 1) {
       trace.attemptsRemaining = remaining;
-      throw new InvalidCodeError(
-        remaining,
-        challenged ?? (await this.challengeNext(destination.value)),
-      );
+      // This guess is one more failure: the next call may need a challenge from now on.
+      throw new InvalidCodeError(remaining, this.challengeDue(failedBefore + 1) === true);
     }
     await this.requests.markExhausted(attempt.id);
     trace.exhaustedNow = true;
     throw new AttemptsExceededError(
       await this.waitBeforeNextSend(destination.value, purpose, policy),
     );
-  }
-
-  /** Whether the destination's next call will need a challenge (after this failed verify). */
-  private async challengeNext(destination: string): Promise<boolean> {
-    const challenge = this.options.challenge;
-    if (!challenge) return false;
-    const failed = await this.requests.countFailedVerifies(
-      destination,
-      challenge.windowSeconds ?? DEFAULT_CHALLENGE_WINDOW_SECONDS,
-    );
-    return failed >= challenge.afterFailedVerifies;
   }
 
   /**

@@ -12,7 +12,12 @@ import type { OtpChannel } from '../../otp.types.js';
 import { OtpRequestRepository } from '../../persistence/otp-request.repository.js';
 import { purposePoliciesOf, type PurposePolicies } from '../../policy/purpose-policy.js';
 import type { CapMarks } from '../../policy/send-policy.js';
-import { OtpDeliveryService, type DeliveryAttempt } from '../otp-delivery.service.js';
+import {
+  deliveryLegs,
+  OtpDeliveryService,
+  type DeliveryAttempt,
+  type DeliveryLeg,
+} from '../otp-delivery.service.js';
 import type { OtpProvider } from '../otp-provider.interface.js';
 import { CodeSeal, type SealedSend } from './code-seal.js';
 import { adaptiveDeliveryEnabled, fallbackSecretOf } from './delivery-receipts.options.js';
@@ -29,6 +34,8 @@ import {
 /** What a send hands over once its first delivery is over (delivered or not). */
 export interface FirstDelivery {
   requestId: string;
+  /** The normalized destination: which legs of the chain can reach it. */
+  destination: string;
   /** The channel the send asked for (the head of its chain). */
   channel: OtpChannel;
   purpose: string;
@@ -39,12 +46,6 @@ export interface FirstDelivery {
   channels: readonly OtpChannel[];
   attempts: readonly DeliveryAttempt[];
   delivered: boolean;
-}
-
-/** One step of a chain: a channel, and where (null: the request's destination). */
-interface Leg {
-  channel: OtpChannel;
-  to: string | null;
 }
 
 /** Fallbacks one poll claims at most. */
@@ -129,9 +130,13 @@ export class OtpFallbackService implements OnApplicationBootstrap, OnModuleDestr
     try {
       const records = first.attempts.map((a) => toRecord(a));
       const used = uniqueChannels([first.channel, ...first.attempts.map((a) => a.channel)]);
-      const remaining = this.legs(first.channel, first.channels, first.fallbackEmail).filter(
-        (leg) => !used.includes(leg.channel),
-      );
+      const remaining = deliveryLegs(
+        first.destination,
+        first.channel,
+        this.options.channelFallback,
+        first.channels,
+        first.fallbackEmail,
+      ).filter((leg) => !used.includes(leg.channel));
       const policy = this.policies.of(first.purpose) ?? this.policies.fallback;
       const fallback =
         this.seal && first.delivered && remaining.length > 0
@@ -205,14 +210,21 @@ export class OtpFallbackService implements OnApplicationBootstrap, OnModuleDestr
     try {
       sealed = seal.open(request.id, claim.sealed);
     } catch {
-      this.logger.warn(`sealed code of request ${request.id} does not open (another key?)`);
+      this.logger.warn(`fallback of request ${request.id} cannot be opened (another key?)`);
       return this.log.forget(claim.requestId);
     }
     const policy = this.policies.of(request.purpose) ?? this.policies.fallback;
     const head = claim.channelsUsed[0] ?? request.channel;
     const used = [...claim.channelsUsed];
     const cause: DeliveryCause = claim.dueCause;
-    for (const leg of this.legs(head, policy.channels, sealed.fallbackEmail)) {
+    const legs = deliveryLegs(
+      request.destination,
+      head,
+      this.options.channelFallback,
+      policy.channels,
+      sealed.fallbackEmail,
+    );
+    for (const leg of legs) {
       if (used.includes(leg.channel)) continue;
       used.push(leg.channel);
       // Recorded before the send: a crash mid-send never sends on this channel twice.
@@ -226,7 +238,7 @@ export class OtpFallbackService implements OnApplicationBootstrap, OnModuleDestr
   /** One re-delivery on one leg, as a send of its own within the caps. */
   private async sendLeg(
     request: FallbackRequest,
-    leg: Leg,
+    leg: DeliveryLeg,
     sealed: SealedSend,
     cause: DeliveryCause,
   ): Promise<'delivered' | 'failed' | 'refused'> {
@@ -273,22 +285,6 @@ export class OtpFallbackService implements OnApplicationBootstrap, OnModuleDestr
       cause,
     );
     return delivered ? 'delivered' : 'failed';
-  }
-
-  /** A send's chain, as the delivery service walks it: the channel, its fallbacks, the email. */
-  private legs(
-    channel: OtpChannel,
-    allowed: readonly OtpChannel[],
-    fallbackEmail: string | undefined,
-  ): Leg[] {
-    const chain = [channel, ...(this.options.channelFallback[channel] ?? [])];
-    const legs: Leg[] = chain
-      .filter((c) => allowed.includes(c))
-      .map((c) => ({ channel: c, to: null }));
-    if (fallbackEmail && channel !== 'email' && allowed.includes('email')) {
-      legs.push({ channel: 'email', to: fallbackEmail });
-    }
-    return legs;
   }
 }
 
