@@ -120,11 +120,16 @@ export async function startTestApp(
 /** A destination no other test uses. */
 export const uniqueEmail = (): string => `user-${randomUUID()}@example.com`;
 
+/**
+ * Where this process's numbers start: random once, then counted up, so no two numbers of one
+ * process ever collide (a random part per call did, about once in a thousand pairs).
+ */
+const phoneOffset = Math.floor(Math.random() * 8_000_000);
 let phoneCounter = 0;
 /** A valid, unique US number in E.164 (exchange 200-999: 0xx and 1xx exchanges are invalid). */
 export const uniquePhone = (): string => {
   phoneCounter += 1;
-  const n = (process.pid * 1000 + phoneCounter + Math.floor(Math.random() * 1000)) % 8_000_000;
+  const n = (phoneOffset + phoneCounter) % 8_000_000;
   return `+1415${2_000_000 + n}`;
 };
 
