@@ -11,9 +11,7 @@ const LABELS: [RegExp, string][] = [
   [/^\s*WITH target AS/, 'request + history read (readStatus)'],
   [/json_agg/, 'history read (loadHistory / readHistory)'],
   [/^\s*WITH claimed AS/, 'version CAS + supersede + insert (insertIfUnchanged)'],
-  [/^\s*WITH released AS/, 'supersede + insert (insertSuperseding)'],
-  // Anchored: reserveAttempt's WHERE also names `delivery_status = 'sent'`.
-  [/^\s*UPDATE otp_requests SET delivery_status = 'sent'/, 'mark delivered (markDelivered)'],
+  [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
   [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
   [/^\s*WITH verified AS/, 'mark verified (markVerified)'],

@@ -325,7 +325,7 @@ export class OtpService {
       ttlSeconds: policy.ttlSeconds,
       attempts,
     });
-    // Receipts and fallback (otp_deliveries, otp_fallbacks): never fails the send.
+    // What the delivery log (otp_deliveries) and a re-delivery (otp_fallbacks) need of the send.
     const first = {
       requestId: id,
       destination: destination.value,
@@ -339,15 +339,14 @@ export class OtpService {
     };
     if (!delivery) {
       await this.requests.markFailed(id);
-      await this.adaptive.recordFirstDelivery({ ...first, delivered: false });
+      await this.adaptive.recordUndelivered(first);
       throw new DeliveryFailedError();
     }
-    await this.requests.markDelivered(id, {
+    await this.adaptive.recordDelivered(first, {
       channel: delivery.channel,
       provider: delivery.provider,
       deliveredTo: delivery.deliveredTo,
     });
-    await this.adaptive.recordFirstDelivery({ ...first, delivered: true });
     const carriedBy = delivery.channel;
     const fallbackChannel = fallbackChannelFor(
       [

@@ -1,5 +1,6 @@
-import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import type { Pool } from 'pg';
+import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import type { Pool, QueryResult, QueryResultRow } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { OtpModuleOptions } from '../otp.options.js';
 
@@ -12,14 +13,15 @@ import type { OtpModuleOptions } from '../otp.options.js';
  *
  * The module's hand-written statements go to the DataSource's `pg` pool directly (`pool`), as
  * prepared statements: the same connections and session settings, without TypeORM's per-query
- * QueryRunner, and parsed once a connection instead of once a call (see bench/README.md). Its
- * sessions plan every execution for its own values (`plan_cache_mode = force_custom_plan`), as
- * they did unprepared. The retention purge and the schema checks keep using `dataSource`.
+ * QueryRunner, and parsed and planned once a connection instead of once a call (see bench/README.md). The retention purge and the schema checks keep using `dataSource`.
  */
 @Injectable()
 export class OtpConnection implements OnApplicationShutdown {
   /** The pg pool behind `dataSource` (TypeORM's Postgres driver's `master`). */
   readonly pool: Pool;
+  /** Statements go prepared (named) until the server side refuses one. */
+  private prepare = true;
+  private readonly logger = new Logger('OtpConnection');
 
   private constructor(readonly dataSource: DataSource) {
     const pool = (dataSource.driver as unknown as { master?: Pool }).master;
@@ -51,12 +53,13 @@ export class OtpConnection implements OnApplicationShutdown {
         lock_timeout: options.lockTimeoutMs,
         connectionTimeoutMillis: options.acquireTimeoutMs,
         application_name: 'nest-otp',
-        // The module prepares its statements (parsed once a connection); each execution is still
-        // planned for its own values, as an unprepared statement is. A generic plan cannot see
-        // that one destination holds 10,000 rows: on the bench's grown table it sorted them all.
+        // The module prepares its statements and runs them on one generic plan a connection:
+        // planning the send's history read for each call cost Postgres more than executing it.
+        // Its statements are written so that the generic plan is right for every destination,
+        // however many rows one holds (bench section 3b shows each plan on a grown table).
         options: [
           typeof extra.options === 'string' ? extra.options : '',
-          '-c plan_cache_mode=force_custom_plan',
+          '-c plan_cache_mode=force_generic_plan',
         ]
           .filter(Boolean)
           .join(' '),
@@ -66,7 +69,60 @@ export class OtpConnection implements OnApplicationShutdown {
     return new OtpConnection(dataSource);
   }
 
+  /**
+   * Runs one of the module's statements on the pool, prepared under its `name` on each connection.
+   * A server that refuses prepared statements (a transaction-mode pooler such as PgBouncer before
+   * 1.21 hands each statement to any backend) turns them off for good: every statement then goes
+   * unnamed, parsed and planned each call, as plain `pool.query` would.
+   */
+  async run<Row extends QueryResultRow>(
+    statement: PreparedStatement,
+    values: unknown[],
+  ): Promise<QueryResult<Row>> {
+    if (this.prepare) {
+      try {
+        return await this.pool.query<Row>({ name: statement.name, text: statement.text, values });
+      } catch (error) {
+        if (!refusesPreparedStatements(error)) throw error;
+        this.prepare = false;
+        this.logger.warn(
+          `prepared statements refused (${(error as Error).message}): running them unnamed from now on`,
+        );
+      }
+    }
+    return this.pool.query<Row>(statement.text, values);
+  }
+
   async onApplicationShutdown(): Promise<void> {
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
+}
+
+/** SQL text and the name it is prepared under (see `prepared`). */
+export interface PreparedStatement {
+  readonly text: string;
+  readonly name: string;
+}
+
+/**
+ * A statement to run with `OtpConnection.run`, named by a digest of its text: two texts never
+ * share a name, and the same text always gets the same one.
+ */
+export function prepared(text: string): PreparedStatement {
+  return { text, name: `nest-otp-${createHash('sha256').update(text).digest('hex').slice(0, 24)}` };
+}
+
+/**
+ * Errors meaning the server side does not keep this connection's prepared statements: one the
+ * client prepared is missing (26000: a pooler handed the session another server connection) or
+ * already there (42P05), or its cached plan no longer fits (a column change under a running app).
+ * Each is raised before the statement runs.
+ */
+function refusesPreparedStatements(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === '26000' || code === '42P05') return true;
+  return (
+    code === '0A000' &&
+    /cached plan must not change result type/.test(String((error as Error).message))
+  );
 }

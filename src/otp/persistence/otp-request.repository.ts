@@ -1,10 +1,9 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
-import type { Pool, QueryResultRow } from 'pg';
+import type { QueryResultRow } from 'pg';
 import type { DataSource, EntityManager } from 'typeorm';
 import { OTP_OPTIONS } from '../otp.constants.js';
-import { OtpConnection } from './otp-connection.js';
+import { OtpConnection, prepared, type PreparedStatement } from './otp-connection.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import type { DeliveryStatus, OtpChannel } from '../otp.types.js';
 import type { CapMarks, SendHistory } from '../policy/send-policy.js';
@@ -80,7 +79,7 @@ const toEntity = (r: OtpRequestRow): OtpRequest => ({
  * `bind` checks at run time that the text names the same ones; `Row` is what a row of its result
  * holds.
  */
-class Statement<Name extends string, Row = never> {
+class Statement<Name extends string, Row = never> implements PreparedStatement {
   readonly text: string;
   /**
    * The name it is prepared under on each of the module's connections (a digest of its text, so
@@ -98,7 +97,7 @@ class Statement<Name extends string, Row = never> {
       return `$${at < 0 ? names.push(name) : at + 1}`;
     });
     this.names = names;
-    this.name = `nest-otp-${createHash('sha256').update(this.text).digest('hex').slice(0, 24)}`;
+    this.name = prepared(this.text).name;
   }
 
   /** The values in `$n` order. */
@@ -165,13 +164,18 @@ type HistoryParam =
   | 'dailyOffset'
   | 'dailyLimit';
 
-/** The CTE a history read starts from: how far back it looks (`:lookbackSeconds`). */
-const SINCE = `since AS (SELECT statement_timestamp() - make_interval(secs => :lookbackSeconds) AS t)`;
+/**
+ * How far back a history read looks (`:lookbackSeconds`), inline in each part rather than a CTE
+ * joined in: the module runs its statements on generic plans (see `OtpConnection`), and a join
+ * with a CTE hides from the planner that an index range scan on `(destination, created_at)` is
+ * already in order, so it sorted every row of a heavy destination instead of stopping at the LIMIT.
+ */
+const SINCE = `statement_timestamp() - make_interval(secs => :lookbackSeconds)`;
 
 /**
  * The select-list of a history read (`entries`, `hourly`, `daily`: a bounded `SendHistory`) for the
  * flow whose destination and purpose are the SQL expressions `destination` and `purpose` (bound
- * parameters, or a subquery on the request being shown; never values). Reads the CTE `since`.
+ * parameters, or a subquery on the request being shown; never values).
  * Each part is an index range scan with a LIMIT, on `(destination, created_at)` or the partial
  * indexes of exhausted and verified codes.
  */
@@ -186,24 +190,26 @@ const historyColumns = (destination: string, purpose: string): string => `
         THEN e.exhausted_at END))
     FROM (
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
-         FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
-           AND delivery_status <> 'failed' AND cancelled_at IS NULL AND created_at > since.t
+         FROM otp_requests WHERE destination = ${destination} AND purpose = ${purpose}
+           AND delivery_status <> 'failed' AND cancelled_at IS NULL AND created_at > ${SINCE}
          ORDER BY created_at DESC LIMIT :cooldownRows)
       UNION
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
-         FROM otp_requests, since WHERE destination = ${destination} AND exhausted_at IS NOT NULL
-           AND created_at > since.t AND exhausted_at > COALESCE((SELECT unlocked_at
+         FROM otp_requests WHERE destination = ${destination} AND exhausted_at IS NOT NULL
+           AND created_at > ${SINCE} AND exhausted_at > COALESCE((SELECT unlocked_at
              FROM otp_destinations WHERE destination = ${destination}), '-infinity')
          ORDER BY exhausted_at DESC LIMIT :lockoutRows)
       UNION
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
-         FROM otp_requests, since WHERE destination = ${destination} AND verified_at IS NOT NULL
-           AND created_at > since.t
+         FROM otp_requests WHERE destination = ${destination} AND verified_at IS NOT NULL
+           -- Implied by the creation bound (a code is verified after it is sent); it lets a
+           -- generic plan read the verified index in order rather than sort the destination's rows.
+           AND verified_at > ${SINCE} AND created_at > ${SINCE}
          ORDER BY verified_at DESC LIMIT 1)
       UNION
       (SELECT id, purpose, channel, created_at, delivery_status, verified_at, exhausted_at
-         FROM otp_requests, since WHERE destination = ${destination} AND purpose = ${purpose}
-           AND verified_at IS NOT NULL AND created_at > since.t
+         FROM otp_requests WHERE destination = ${destination} AND purpose = ${purpose}
+           AND verified_at IS NOT NULL AND created_at > ${SINCE}
          ORDER BY verified_at DESC LIMIT 1)
     ) e), '[]') AS entries,
   (SELECT array_agg(created_at ORDER BY created_at DESC) FROM (
@@ -225,8 +231,7 @@ const LOAD_HISTORY = new Statement<
     idempotent: JsonRow | null;
   }
 >(
-  `WITH ${SINCE}
-   SELECT statement_timestamp() AS now,
+  `SELECT statement_timestamp() AS now,
      COALESCE((SELECT version FROM otp_destinations WHERE destination = :destination), 0) AS version,
      (SELECT hard_locked_at FROM otp_destinations WHERE destination = :destination) AS hard_locked_at,
      ${historyColumns(':destination', ':purpose')},
@@ -240,18 +245,16 @@ const READ_STATUS = new Statement<
   HistoryParam | 'id',
   HistoryColumns & { now: Date; request: JsonRow | null }
 >(
-  `WITH target AS (SELECT * FROM otp_requests r WHERE r.id = :id),
-     ${SINCE}
+  `WITH target AS (SELECT * FROM otp_requests r WHERE r.id = :id)
    SELECT statement_timestamp() AS now,
      (SELECT row_to_json(target) FROM target) AS request,
      ${historyColumns('(SELECT destination FROM target)', '(SELECT purpose FROM target)')}`,
 );
 
-/** The send's compare-and-set on the destination's version, supersede, and insert. */
-const INSERT_IF_UNCHANGED = new Statement<
+/** The parameters of the send's insert (`insertIfUnchanged`). */
+type InsertParam =
   | 'expectedVersion'
   | 'now'
-  | 'keyWindowSeconds'
   | 'id'
   | 'destination'
   | 'purpose'
@@ -263,21 +266,22 @@ const INSERT_IF_UNCHANGED = new Statement<
   | 'resendAvailableAt'
   | 'idempotencyKey'
   | 'requestFingerprint'
-  | 'subject',
-  { id: string }
->(
-  `WITH claimed AS (
+  | 'subject';
+
+/**
+ * The send's compare-and-set on the destination's version, supersede, and insert. `released`
+ * changes the rows the new send replaces: the flow's active code and, for a send with an
+ * idempotency key, a stale holder of that key (one UPDATE, since a row may be both). A send without
+ * a key has its own statement with only the flow's condition: under the OR a generic plan has to
+ * serve both, and on a young table (before its first ANALYZE) it chose to scan the whole table.
+ */
+const insertIfUnchanged = (released: string): string => `WITH claimed AS (
      INSERT INTO otp_destinations AS d (destination, version, updated_at)
      VALUES (:destination, :expectedVersion::bigint + 1, :now)
      ON CONFLICT (destination) DO UPDATE SET version = d.version + 1, updated_at = EXCLUDED.updated_at
        WHERE d.version = :expectedVersion::bigint
      RETURNING version),
-   released AS (
-     UPDATE otp_requests SET
-       superseded_at = CASE WHEN ${IN_FLOW} THEN :now ELSE superseded_at END,
-       code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
-       idempotency_key = CASE WHEN ${STALE_KEY} THEN NULL ELSE idempotency_key END
-     WHERE (${IN_FLOW} OR ${STALE_KEY})
+   released AS (${released}
        AND EXISTS (SELECT 1 FROM claimed)
      RETURNING 1)
    INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
@@ -289,12 +293,26 @@ const INSERT_IF_UNCHANGED = new Statement<
      :requestFingerprint::char(64), :subject::text
    FROM (SELECT count(*) FROM released) AS superseded
    WHERE EXISTS (SELECT 1 FROM claimed)
-   RETURNING id`,
+   RETURNING id`;
+
+/** A send without an idempotency key: supersedes the flow's active code. */
+const INSERT_IF_UNCHANGED = new Statement<InsertParam, { id: string }>(
+  insertIfUnchanged(`
+     UPDATE otp_requests SET superseded_at = :now, code_hash = NULL
+     WHERE ${IN_FLOW}`),
 );
 
-const MARK_DELIVERED = new Statement<'id' | 'channel' | 'provider' | 'deliveredTo'>(
-  `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = statement_timestamp(),
-     channel = :channel, delivered_by = :provider, delivered_to = :deliveredTo WHERE id = :id`,
+/** A send with an idempotency key: also releases the key from a holder older than the window. */
+const INSERT_IF_UNCHANGED_WITH_KEY = new Statement<
+  InsertParam | 'keyWindowSeconds',
+  { id: string }
+>(
+  insertIfUnchanged(`
+     UPDATE otp_requests SET
+       superseded_at = CASE WHEN ${IN_FLOW} THEN :now ELSE superseded_at END,
+       code_hash = CASE WHEN ${IN_FLOW} THEN NULL ELSE code_hash END,
+       idempotency_key = CASE WHEN ${STALE_KEY} THEN NULL ELSE idempotency_key END
+     WHERE (${IN_FLOW} OR ${STALE_KEY})`),
 );
 
 const MARK_FAILED = new Statement<'id'>(
@@ -508,20 +526,15 @@ export class OtpRequestRepository {
   /** The history reads' parameters, fixed by the options. */
   private readonly historyParams: Readonly<Record<HistoryParam, number>>;
   private readonly dataSource: DataSource;
-  private readonly pool: Pool;
-  /** Statements go prepared (named) until the server side refuses one. */
-  private prepare = true;
-  private readonly logger = new Logger('OtpRequestRepository');
   /** The transaction a per-account lock holds, when the current call runs inside one. */
   private readonly transaction = new AsyncLocalStorage<EntityManager>();
 
   constructor(
-    connection: OtpConnection,
+    private readonly connection: OtpConnection,
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
   ) {
     // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
     this.dataSource = connection.dataSource;
-    this.pool = connection.pool;
     const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
     const hourly = marks(options.maxSendsPerHour);
     const daily = marks(options.maxSendsPerDay);
@@ -591,10 +604,9 @@ export class OtpRequestRepository {
     const held = row.idempotencyKey === null ? undefined : this.transaction.getStore();
     if (held) await held.query('SAVEPOINT otp_insert');
     try {
-      const inserted = await this.query(INSERT_IF_UNCHANGED, {
+      const values = {
         expectedVersion,
         now: row.createdAt,
-        keyWindowSeconds: POLICY_WINDOW_SECONDS,
         id: row.id,
         destination: row.destination,
         purpose: row.purpose,
@@ -607,7 +619,14 @@ export class OtpRequestRepository {
         idempotencyKey: row.idempotencyKey,
         requestFingerprint: row.requestFingerprint,
         subject: row.subject,
-      });
+      };
+      const inserted =
+        row.idempotencyKey === null
+          ? await this.query(INSERT_IF_UNCHANGED, values)
+          : await this.query(INSERT_IF_UNCHANGED_WITH_KEY, {
+              ...values,
+              keyWindowSeconds: POLICY_WINDOW_SECONDS,
+            });
       if (held) await held.query('RELEASE SAVEPOINT otp_insert');
       return inserted.length === 1;
     } catch (error) {
@@ -618,14 +637,6 @@ export class OtpRequestRepository {
       }
       throw error;
     }
-  }
-
-  /** Records a successful delivery and the channel that carried it. */
-  async markDelivered(
-    id: string,
-    delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null },
-  ): Promise<void> {
-    await this.query(MARK_DELIVERED, { id, ...delivery });
   }
 
   /**
@@ -811,20 +822,8 @@ export class OtpRequestRepository {
   ): Promise<Row[]> {
     const manager = this.transaction.getStore();
     if (manager) return manager.query<Row[]>(statement.text, statement.bind(values));
-    const bound = statement.bind(values);
-    if (this.prepare) {
-      try {
-        const config = { name: statement.name, text: statement.text, values: bound };
-        return (await this.pool.query<Row & QueryResultRow>(config)).rows;
-      } catch (error) {
-        if (!refusesPreparedStatements(error)) throw error;
-        this.prepare = false;
-        this.logger.warn(
-          `prepared statements refused (${(error as Error).message}): running them unnamed from now on`,
-        );
-      }
-    }
-    return (await this.pool.query<Row & QueryResultRow>(statement.text, bound)).rows;
+    return (await this.connection.run<Row & QueryResultRow>(statement, statement.bind(values)))
+      .rows;
   }
 
   private toHistory(head: HistoryColumns): SendHistory {
@@ -881,21 +880,6 @@ function reviveRow(json: JsonRow): OtpRequestRow {
     row[column] = value === null || value === undefined ? null : new Date(value as string);
   }
   return row as unknown as OtpRequestRow;
-}
-
-/**
- * Errors meaning the server side does not keep this connection's prepared statements: one the
- * client prepared is missing (26000: a pooler handed the session another server connection) or
- * already there (42P05), or its cached plan no longer fits (a column change under a running app).
- * Each is raised before the statement runs.
- */
-function refusesPreparedStatements(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === '26000' || code === '42P05') return true;
-  return (
-    code === '0A000' &&
-    /cached plan must not change result type/.test(String((error as Error).message))
-  );
 }
 
 function isUniqueViolation(error: unknown, constraint: string): boolean {

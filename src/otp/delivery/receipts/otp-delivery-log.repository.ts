@@ -1,6 +1,10 @@
 import { Injectable } from '@nestjs/common';
-import type { Pool, QueryResultRow } from 'pg';
-import { OtpConnection } from '../../persistence/otp-connection.js';
+import type { QueryResultRow } from 'pg';
+import {
+  OtpConnection,
+  prepared,
+  type PreparedStatement,
+} from '../../persistence/otp-connection.js';
 import type { OtpChannel } from '../../otp.types.js';
 
 /** A delivery attempt's status, as providers report it. */
@@ -66,52 +70,61 @@ const ACTIVE = `r.verified_at IS NULL AND r.exhausted_at IS NULL AND r.supersede
   AND r.delivery_status = 'sent' AND r.code_hash IS NOT NULL AND r.expires_at > statement_timestamp()`;
 
 /**
- * The send's attempts and, when a re-delivery is possible, its fallback row (the sealed code, the
- * channels used, the silence due time), in one statement. The fallback row is written only while
- * the request's code is live, holding a share lock on its row: a verify or supersede that drops the
- * hash either ran first (nothing is written) or waits and then deletes the row by its trigger.
+ * A send whose first delivery succeeded, in one statement (one round trip, one commit): the request
+ * row is marked delivered (`sent`, by which channel, provider and address), its attempts are
+ * logged, and, when a re-delivery is possible, its fallback row is written (the sealed code, the
+ * channels used, the silence due time). The fallback row is written only while the code is live,
+ * as the UPDATE returns it: the UPDATE holds the row's lock until commit, so a verify or supersede
+ * that drops the hash either ran first (the returned row is not live: nothing is written) or waits,
+ * then deletes the fallback row by its trigger.
  */
-const RECORD_SEND = `
-WITH attempts AS (
+const RECORD_DELIVERED = prepared(`
+WITH delivered AS (
+  UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
+    channel = $10::varchar, delivered_by = $11::varchar, delivered_to = $12::varchar
+   WHERE r.id = $1::uuid
+  RETURNING r.id, r.created_at, r.expires_at, r.delivered_at,
+    (r.verified_at IS NULL AND r.exhausted_at IS NULL AND r.superseded_at IS NULL
+      AND r.code_hash IS NOT NULL AND r.expires_at > statement_timestamp()) AS live),
+attempts AS (
   INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id,
     delivered_to, status, cause)
   SELECT $1::uuid, a.ord, a.channel, a.provider, a.message_id, a.delivered_to, a.status, 'send'
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
       WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)
+   WHERE EXISTS (SELECT 1 FROM delivered)
   ON CONFLICT DO NOTHING
   RETURNING 1),
-live AS (
-  SELECT r.id, r.created_at, r.expires_at, r.delivered_at FROM otp_requests r
-   WHERE $7::bytea IS NOT NULL AND r.id = $1::uuid AND ${ACTIVE}
-   FOR SHARE),
 fallback AS (
   INSERT INTO otp_fallbacks (request_id, request_created_at, sealed, channels_used, expires_at,
     due_at, due_cause)
-  SELECT live.id, live.created_at, $7::bytea, $8::text[], live.expires_at, due.at,
+  SELECT d.id, d.created_at, $7::bytea, $8::text[], d.expires_at, due.at,
     CASE WHEN due.at IS NULL THEN NULL ELSE 'silence' END
-    FROM live, LATERAL (SELECT CASE
+    FROM delivered d, LATERAL (SELECT CASE
       WHEN $9::int IS NOT NULL
-        AND live.delivered_at + make_interval(secs => $9::int) < live.expires_at
-      THEN live.delivered_at + make_interval(secs => $9::int) END AS at) due
+        AND d.delivered_at + make_interval(secs => $9::int) < d.expires_at
+      THEN d.delivered_at + make_interval(secs => $9::int) END AS at) due
+   WHERE $7::bytea IS NOT NULL AND d.live
   ON CONFLICT (request_id) DO NOTHING
   RETURNING 1)
-SELECT (SELECT count(*) FROM attempts)::int AS attempts, (SELECT count(*) FROM fallback)::int AS fallbacks`;
+SELECT (SELECT count(*) FROM delivered)::int AS delivered,
+  (SELECT count(*) FROM attempts)::int AS attempts, (SELECT count(*) FROM fallback)::int AS fallbacks`);
 
 /** Further attempts of a request (a re-delivery), numbered after its last one. */
-const APPEND_ATTEMPTS = `
+const APPEND_ATTEMPTS = prepared(`
 INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id, delivered_to,
   status, cause)
 SELECT $1::uuid, m.base + a.ord, a.channel, a.provider, a.message_id, a.delivered_to, a.status, $7::text
   FROM (SELECT COALESCE(max(seq), 0) AS base FROM otp_deliveries WHERE request_id = $1::uuid) m,
        unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-         WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)`;
+         WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)`);
 
 /**
  * A provider's receipt: moves the attempt's status forward (a final status stays; `sent` never goes
  * back to `queued`); an `undelivered` or `failed` one for the request's latest attempt makes its
  * fallback due now, unless a fallback is due already or the code expired.
  */
-const APPLY_RECEIPT = `
+const APPLY_RECEIPT = prepared(`
 WITH updated AS (
   UPDATE otp_deliveries SET status = $3::text, error_code = $4::text,
     status_at = statement_timestamp()
@@ -130,14 +143,14 @@ due AS (
      AND (f.due_at IS NULL OR f.due_at > statement_timestamp())
      AND f.expires_at > statement_timestamp()
   RETURNING f.request_id)
-SELECT (SELECT count(*) FROM updated)::int AS updated, (SELECT request_id FROM due LIMIT 1) AS due`;
+SELECT (SELECT count(*) FROM updated)::int AS updated, (SELECT request_id FROM due LIMIT 1) AS due`);
 
 /**
  * Claims due fallbacks (or the one of `$1`): rows another instance holds locked are skipped, and a
  * row claimed (leased) by another is not due for this one until its lease ends, so no two instances
  * work on one fallback. The lease outlasts a re-delivery; it frees a row whose instance died.
  */
-const CLAIM_DUE = `
+const CLAIM_DUE = prepared(`
 WITH due AS (
   SELECT request_id FROM otp_fallbacks
    WHERE due_at <= statement_timestamp()
@@ -149,19 +162,19 @@ UPDATE otp_fallbacks f SET lease_until = statement_timestamp() + make_interval(s
   FROM due WHERE f.request_id = due.request_id
 RETURNING f.request_id, f.request_created_at, f.sealed, f.channels_used, f.due_at,
   -- Exactly, to the microsecond (a JavaScript Date keeps milliseconds): FINISH_CLAIM compares it.
-  f.due_at::text AS due_exact, f.due_cause, f.expires_at`;
+  f.due_at::text AS due_exact, f.due_cause, f.expires_at`);
 
 /** Ends a claim: the channels used so far; the due time it served is done (a newer one stays). */
-const FINISH_CLAIM = `
+const FINISH_CLAIM = prepared(`
 UPDATE otp_fallbacks SET lease_until = NULL, channels_used = $2::text[],
   due_at = CASE WHEN due_at = $3::timestamptz THEN NULL ELSE due_at END,
   due_cause = CASE WHEN due_at = $3::timestamptz THEN NULL ELSE due_cause END
- WHERE request_id = $1::uuid`;
+ WHERE request_id = $1::uuid`);
 
-const FIND_REQUEST = `
+const FIND_REQUEST = prepared(`
 SELECT r.id, r.destination, r.purpose, r.channel, r.created_at, r.expires_at,
   (${ACTIVE}) AS active
-  FROM otp_requests r WHERE r.id = $1::uuid AND r.created_at = $2::timestamptz`;
+  FROM otp_requests r WHERE r.id = $1::uuid AND r.created_at = $2::timestamptz`);
 
 /**
  * A re-delivery is a send: a row of its own in otp_requests (so the send caps, per destination and
@@ -169,7 +182,7 @@ SELECT r.id, r.destination, r.purpose, r.channel, r.created_at, r.expires_at,
  * flow's active code alone). Written with the send's compare-and-set on the destination's version,
  * and only while the request's code is live.
  */
-const INSERT_REDELIVERY = `
+const INSERT_REDELIVERY = prepared(`
 WITH claimed AS (
   INSERT INTO otp_destinations AS d (destination, version, updated_at)
   VALUES ($3, $4::bigint + 1, statement_timestamp())
@@ -183,35 +196,37 @@ SELECT $5::uuid, r.destination, r.purpose, $6::varchar, NULL, r.code_length, r.m
   FROM otp_requests r
  WHERE r.id = $1::uuid AND r.created_at = $2::timestamptz AND ${ACTIVE}
    AND EXISTS (SELECT 1 FROM claimed)
-RETURNING id, created_at`;
+RETURNING id, created_at`);
 
-const MARK_REDELIVERY = `
+const MARK_REDELIVERY = prepared(`
 UPDATE otp_requests SET delivery_status = $3::varchar,
   delivered_at = CASE WHEN $3::varchar = 'sent' THEN statement_timestamp() END,
   delivered_by = $4::varchar, delivered_to = $5::varchar
- WHERE id = $1::uuid AND created_at = $2::timestamptz`;
+ WHERE id = $1::uuid AND created_at = $2::timestamptz`);
 
 /** The channels a fallback used, written before it sends on the next: at most once a channel. */
-const MARK_USED = `UPDATE otp_fallbacks SET channels_used = $2::text[] WHERE request_id = $1::uuid`;
+const MARK_USED = prepared(
+  `UPDATE otp_fallbacks SET channels_used = $2::text[] WHERE request_id = $1::uuid`,
+);
 
-const FORGET = `DELETE FROM otp_fallbacks WHERE request_id = $1::uuid`;
+const FORGET = prepared(`DELETE FROM otp_fallbacks WHERE request_id = $1::uuid`);
 
 /** Fallbacks whose code expired: their sealed copies go (the trigger covers every other end). */
-const SWEEP_EXPIRED = `
+const SWEEP_EXPIRED = prepared(`
 DELETE FROM otp_fallbacks WHERE request_id IN (
   SELECT request_id FROM otp_fallbacks WHERE expires_at <= statement_timestamp()
-   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`;
+   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`);
 
 /** Attempts older than the retention window, in a batch. */
-const PURGE_ATTEMPTS = `
+const PURGE_ATTEMPTS = prepared(`
 DELETE FROM otp_deliveries WHERE (request_id, seq) IN (
   SELECT request_id, seq FROM otp_deliveries
    WHERE created_at < statement_timestamp() - make_interval(secs => $1::int)
-   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`;
+   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`);
 
-const LIST = `
+const LIST = prepared(`
 SELECT seq, channel, provider, delivered_to, status, cause, created_at, status_at
-  FROM otp_deliveries WHERE request_id = $1::uuid ORDER BY seq`;
+  FROM otp_deliveries WHERE request_id = $1::uuid ORDER BY seq`);
 
 /**
  * The delivery log (otp_deliveries) and the fallback state (otp_fallbacks): every statement is one
@@ -220,25 +235,32 @@ SELECT seq, channel, provider, delivered_to, status, cause, created_at, status_a
  */
 @Injectable()
 export class OtpDeliveryLogRepository {
-  private readonly pool: Pool;
+  constructor(private readonly connection: OtpConnection) {}
 
-  constructor(connection: OtpConnection) {
-    this.pool = connection.pool;
-  }
-
-  async recordSend(
+  /**
+   * Marks a send delivered and records its first delivery (see `RECORD_DELIVERED`). Throws when
+   * the statement fails, like any write the send depends on: a code whose delivery could not be
+   * recorded never verifies.
+   */
+  async recordDelivered(
     requestId: string,
+    delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null },
     attempts: readonly DeliveryRecord[],
     fallback: { sealed: Buffer; channelsUsed: OtpChannel[]; dueAfterSeconds: number | null } | null,
   ): Promise<{ fallback: boolean }> {
-    const [row] = await this.query<{ fallbacks: number }>(RECORD_SEND, [
+    const [row] = await this.query<{ delivered: number; fallbacks: number }>(RECORD_DELIVERED, [
       requestId,
       ...columns(attempts),
       fallback?.sealed ?? null,
       fallback?.channelsUsed ?? [],
       fallback?.dueAfterSeconds ?? null,
+      delivery.channel,
+      delivery.provider,
+      delivery.deliveredTo,
     ]);
-    return { fallback: (row?.fallbacks ?? 0) > 0 };
+    if (row?.delivered !== 1)
+      throw new Error(`request ${requestId} is gone: cannot mark it delivered`);
+    return { fallback: row.fallbacks > 0 };
   }
 
   async appendAttempts(
@@ -360,11 +382,11 @@ export class OtpDeliveryLogRepository {
   }
 
   async sweepExpired(limit = 500): Promise<number> {
-    return (await this.pool.query(SWEEP_EXPIRED, [limit])).rowCount ?? 0;
+    return (await this.connection.run(SWEEP_EXPIRED, [limit])).rowCount ?? 0;
   }
 
   async purgeAttempts(olderThanSeconds: number, limit = 1000): Promise<number> {
-    return (await this.pool.query(PURGE_ATTEMPTS, [olderThanSeconds, limit])).rowCount ?? 0;
+    return (await this.connection.run(PURGE_ATTEMPTS, [olderThanSeconds, limit])).rowCount ?? 0;
   }
 
   async list(requestId: string): Promise<DeliveryLogEntry[]> {
@@ -390,8 +412,8 @@ export class OtpDeliveryLogRepository {
     }));
   }
 
-  private async query<Row>(text: string, values: unknown[]): Promise<Row[]> {
-    return (await this.pool.query<Row & QueryResultRow>(text, values)).rows;
+  private async query<Row>(statement: PreparedStatement, values: unknown[]): Promise<Row[]> {
+    return (await this.connection.run<Row & QueryResultRow>(statement, values)).rows;
   }
 }
 

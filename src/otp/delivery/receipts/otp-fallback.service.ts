@@ -45,7 +45,6 @@ export interface FirstDelivery {
   /** The channels the purpose allows. */
   channels: readonly OtpChannel[];
   attempts: readonly DeliveryAttempt[];
-  delivered: boolean;
 }
 
 /** Fallbacks one poll claims at most. */
@@ -122,36 +121,56 @@ export class OtpFallbackService implements OnApplicationBootstrap, OnModuleDestr
   }
 
   /**
-   * Records a send's first delivery: its attempts, and (when a re-delivery is possible and the
-   * chain has a next channel) the sealed code and the silence due time. Never fails the send: a
-   * failure is logged and the send stands without adaptive delivery.
+   * A send's first delivery succeeded by `delivery`: marks the request delivered and records its
+   * attempts and (when a re-delivery is possible and the chain has a next channel) the sealed code
+   * and the silence due time, in one statement. Throws when that fails: the send depends on it.
    */
-  async recordFirstDelivery(first: FirstDelivery): Promise<void> {
+  async recordDelivered(
+    first: FirstDelivery,
+    delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null },
+  ): Promise<void> {
+    const used = uniqueChannels([first.channel, ...first.attempts.map((a) => a.channel)]);
+    const remaining = this.seal
+      ? deliveryLegs(
+          first.destination,
+          first.channel,
+          this.options.channelFallback,
+          first.channels,
+          first.fallbackEmail,
+        ).filter((leg) => !used.includes(leg.channel))
+      : [];
+    const policy = this.policies.of(first.purpose) ?? this.policies.fallback;
+    const fallback =
+      this.seal && remaining.length > 0
+        ? {
+            sealed: this.seal.seal(first.requestId, {
+              code: first.code,
+              ...(first.fallbackEmail ? { fallbackEmail: first.fallbackEmail } : {}),
+              ...(first.locale ? { locale: first.locale } : {}),
+            }),
+            channelsUsed: used,
+            dueAfterSeconds: policy.fallbackAfterSeconds,
+          }
+        : null;
+    await this.log.recordDelivered(
+      first.requestId,
+      delivery,
+      first.attempts.map((a) => toRecord(a)),
+      fallback,
+    );
+  }
+
+  /**
+   * A send none of whose providers delivered: logs its attempts. Never fails the send further (it
+   * answers 503 either way): a failure is logged.
+   */
+  async recordUndelivered(first: FirstDelivery): Promise<void> {
     try {
-      const records = first.attempts.map((a) => toRecord(a));
-      const used = uniqueChannels([first.channel, ...first.attempts.map((a) => a.channel)]);
-      const remaining = deliveryLegs(
-        first.destination,
-        first.channel,
-        this.options.channelFallback,
-        first.channels,
-        first.fallbackEmail,
-      ).filter((leg) => !used.includes(leg.channel));
-      const policy = this.policies.of(first.purpose) ?? this.policies.fallback;
-      const fallback =
-        this.seal && first.delivered && remaining.length > 0
-          ? {
-              sealed: this.seal.seal(first.requestId, {
-                code: first.code,
-                ...(first.fallbackEmail ? { fallbackEmail: first.fallbackEmail } : {}),
-                ...(first.locale ? { locale: first.locale } : {}),
-              }),
-              channelsUsed: used,
-              dueAfterSeconds: policy.fallbackAfterSeconds,
-            }
-          : null;
-      if (records.length === 0 && !fallback) return;
-      await this.log.recordSend(first.requestId, records, fallback);
+      await this.log.appendAttempts(
+        first.requestId,
+        first.attempts.map((a) => toRecord(a)),
+        'send',
+      );
     } catch (error) {
       this.logger.warn(
         `could not record the delivery of request ${first.requestId}: ${(error as Error).message}`,
