@@ -1,8 +1,9 @@
 /**
  * The app under test, in its own process (forked by the bench): the real example app from
- * `createExampleApp`, listening on 127.0.0.1, with a capturing delivery provider (or nest-otp's
- * own webhook provider, posting to the bench's webhook sink) and a query counter on the pg client.
- * It answers the bench's commands over IPC (see protocol.ts).
+ * `createExampleApp` (on Express; on Fastify for section 5's second app), listening on 127.0.0.1,
+ * with a capturing delivery provider (or nest-otp's own webhook provider, posting to the bench's
+ * webhook sink) and a query counter on the pg client. It answers the bench's commands over IPC
+ * (see protocol.ts).
  */
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
@@ -95,11 +96,15 @@ const emptySample = (max: number): PoolSample & { sumInUse: number; sumDeliverie
 let poolSample = emptySample(0);
 
 const handlers: Handlers<Commands> = {
-  async start({ databaseUrl, otp, webhookUrl }) {
+  async start({ databaseUrl, otp, webhookUrl, platform }) {
     webhook = webhookUrl ? new CountingWebhookProvider(webhookUrl) : undefined;
     const providers = webhook ? [webhook] : [provider];
-    app = await createExampleApp({ databaseUrl, otp: { ...otp, providers } }, { logger: false });
+    app = await createExampleApp(
+      { databaseUrl, otp: { ...otp, providers } },
+      { logger: false, platform },
+    );
     await app.listen(0, '127.0.0.1');
+    // Fastify's adapter also answers from a node:http server: the same counting works on both.
     const server = app.getHttpServer() as Server;
     server.keepAliveTimeout = 60_000;
     server.on('request', (_req: IncomingMessage, res: ServerResponse) => {

@@ -1,3 +1,4 @@
+import type { ExamplePlatform } from '../example/bootstrap.js';
 import type { OtpModuleOptionsInput } from '../src/otp/otp.options.js';
 import type { ProcessStats } from './child.js';
 import type { CapturedStatement } from './query-counter.js';
@@ -10,9 +11,15 @@ export interface Commands {
   /**
    * Boots the example app on 127.0.0.1 (random port). Codes go to the capturing provider, or with
    * `webhookUrl` to nest-otp's own `WebhookOtpProvider` posting there (the bench's webhook sink).
+   * `platform`: Express (the default, every section) or Fastify (section 5's second app).
    */
   start: {
-    args: { databaseUrl: string; otp: OtpModuleOptionsInput; webhookUrl?: string };
+    args: {
+      databaseUrl: string;
+      otp: OtpModuleOptionsInput;
+      webhookUrl?: string;
+      platform?: ExamplePlatform;
+    };
     result: { port: number; rss: number };
   };
   /** Sends `count` codes through `OtpService.send` (no HTTP), `concurrency` at a time. */

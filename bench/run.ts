@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const figures = new Figures();
   const db = await BenchDb.create();
   let app: AppHandle | undefined;
-  /** Section 5 and 6: the webhook sink, nest-otp delivering to it, the peers. */
+  /** Section 5 and 6: the webhook sink, nest-otp delivering to it (on each adapter), the peers. */
   const others: { kill(): void; stop(): Promise<void> }[] = [];
   /** Databases of their own (sections 5 and 6), dropped before the main one. */
   const siblings: BenchDb[] = [];
@@ -90,6 +90,13 @@ async function main(): Promise<void> {
       const webhookApp = await AppHandle.start(fresh.url, hmacApp, sink.url);
       others.push(webhookApp);
       if (sectionEnabled('side')) {
+        // The same app on Fastify, same options and sink, for section 5 only. Its own database
+        // (fresh too): both apps' sessions are named 'nest-otp' by the module, and the section
+        // tells their Postgres backends apart by database.
+        const freshFastify = await db.sibling('nest_otp_bench_side_fastify');
+        siblings.push(freshFastify);
+        const fastifyApp = await AppHandle.start(freshFastify.url, hmacApp, sink.url, 'fastify');
+        others.push(fastifyApp);
         const peersUrl = await db.peersUrl();
         const betterAuth = await PeerHandle.start('better-auth', peersUrl, sink.url);
         others.push(betterAuth);
@@ -97,10 +104,20 @@ async function main(): Promise<void> {
         others.push(bare);
         const nestBare = await PeerHandle.start('nest-bare', peersUrl);
         others.push(nestBare);
-        await sideBySideSection(webhookApp, betterAuth, bare, nestBare, sink, fresh, figures);
+        const nestBareFastify = await PeerHandle.start('nest-bare-fastify', peersUrl);
+        others.push(nestBareFastify);
+        await sideBySideSection(
+          { app: webhookApp, fastifyApp, betterAuth, bare, nestBare, nestBareFastify },
+          sink,
+          fresh,
+          figures,
+        );
+        // The slow-provider section runs on the Express app alone, as before.
+        await fastifyApp.stop();
         await betterAuth.stop();
         await bare.stop();
         await nestBare.stop();
+        await nestBareFastify.stop();
       }
       if (sectionEnabled('slow')) await slowProviderSection(webhookApp, fresh, sink, figures);
     }
