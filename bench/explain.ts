@@ -64,18 +64,23 @@ const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as {
 
 const SCAN = /(?:Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)[^(]*/g;
 
+/** Plans Postgres builds for a prepared statement before `auto` may settle on a generic one. */
+const CUSTOM_PLANS_FIRST = 5;
+
 /**
- * The statement's plan as the app's sessions run it: prepared, on the generic plan
- * (`plan_cache_mode = force_generic_plan`, see `OtpConnection`), executed with the parameters the
- * app sent. EXECUTE takes no bound parameters, so they go in as literals, escaped by the driver
- * (bench only: these are the app's own captured values, on the bench's own database).
+ * The statement's plan as the app's sessions run it: prepared, under `plan_cache_mode = auto` (see
+ * `OtpConnection`), once Postgres has built its first custom plans and chosen between a generic
+ * plan and planning each call; executed (read-only statements) with the parameters the app sent.
+ * Plain EXPLAIN EXECUTE counts as an execution for that choice and writes nothing. EXECUTE takes
+ * no bound parameters, so they go in as literals, escaped by the driver (bench only: these are the
+ * app's own captured values, on the bench's own database).
  */
-async function genericPlan(
+async function settledPlan(
   db: BenchDb,
   text: string,
   params: unknown[],
   analyze: boolean,
-): Promise<string> {
+): Promise<{ plan: string; generic: boolean }> {
   const literals = params.map((value) => {
     const prepared = prepareValue(value);
     if (prepared === null) return 'NULL';
@@ -83,16 +88,25 @@ async function genericPlan(
       typeof prepared === 'string' ? prepared : `\\x${prepared.toString('hex')}`,
     );
   });
+  const execute = `EXECUTE bench_explained${literals.length > 0 ? `(${literals.join(', ')})` : ''}`;
   await db.query('BEGIN');
   try {
-    await db.query('SET LOCAL plan_cache_mode = force_generic_plan');
+    await db.query('SET LOCAL plan_cache_mode = auto');
     await db.query(`PREPARE bench_explained AS ${text}`);
-    const explain = analyze ? 'EXPLAIN (ANALYZE, BUFFERS)' : 'EXPLAIN';
-    const args = literals.length > 0 ? `(${literals.join(', ')})` : '';
-    const rows = await db.query<{ 'QUERY PLAN': string }>(
-      `${explain} EXECUTE bench_explained${args}`,
+    for (let i = 0; i < CUSTOM_PLANS_FIRST; i += 1) await db.query(`EXPLAIN ${execute}`);
+    const [before] = await db.query<{ generic_plans: string }>(
+      `SELECT generic_plans FROM pg_prepared_statements WHERE name = 'bench_explained'`,
     );
-    return rows.map((r) => r['QUERY PLAN']).join('\n');
+    const rows = await db.query<{ 'QUERY PLAN': string }>(
+      `${analyze ? 'EXPLAIN (ANALYZE, BUFFERS)' : 'EXPLAIN'} ${execute}`,
+    );
+    const [after] = await db.query<{ generic_plans: string }>(
+      `SELECT generic_plans FROM pg_prepared_statements WHERE name = 'bench_explained'`,
+    );
+    return {
+      plan: rows.map((r) => r['QUERY PLAN']).join('\n'),
+      generic: Number(after?.generic_plans) > Number(before?.generic_plans),
+    };
   } finally {
     await db.query('ROLLBACK');
     await db.query('DEALLOCATE ALL');
@@ -101,8 +115,8 @@ async function genericPlan(
 
 /**
  * Section 3b: EXPLAIN of every statement the app sent that touches otp_requests, with the
- * parameters it sent (one plan per pattern of null parameters), as its sessions run it: the one
- * generic plan a connection keeps for a prepared statement. Read-only statements (plain SELECTs)
+ * parameters it sent (one plan per pattern of null parameters), as its sessions run it: the plan a
+ * prepared statement settles on (generic, or custom per call). Read-only statements (plain SELECTs)
  * get EXPLAIN ANALYZE, the others plain EXPLAIN so nothing is written (inside a transaction rolled
  * back either way). A Seq Scan on otp_requests is flagged.
  */
@@ -124,8 +138,11 @@ export async function explainSection(app: AppHandle, db: BenchDb, figures: Figur
       const label = labelOf(statement.text);
       const variant = params.map((p) => (p === null ? 'null' : '·')).join(' ');
       let plan: string;
+      let kind = '';
       try {
-        plan = await genericPlan(db, statement.text, params, readOnly);
+        const settled = await settledPlan(db, statement.text, params, readOnly);
+        plan = settled.plan;
+        kind = settled.generic ? 'generic' : 'custom';
       } catch (error) {
         plan = `EXPLAIN failed: ${error instanceof Error ? error.message : String(error)}`;
       }
@@ -135,13 +152,14 @@ export async function explainSection(app: AppHandle, db: BenchDb, figures: Figur
       summary.push({
         statement: label,
         'params (· set)': variant,
-        explain: readOnly ? 'ANALYZE (generic plan)' : 'generic plan',
+        explain: readOnly ? 'ANALYZE' : 'plan only',
+        plan: kind,
         scans: scans.join('; '),
         'SEQ SCAN on otp_requests': seq ? 'YES <<<' : 'no',
       });
       plans.push(
         `### ${label} [${variant}]\n${statement.text.replace(/\n\s*\n/g, '\n')}\n` +
-          `params: ${JSON.stringify(params)}\n${plan}\n`,
+          `params: ${JSON.stringify(params)}\n${kind} plan:\n${plan}\n`,
       );
     }
   }

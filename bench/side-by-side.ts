@@ -372,34 +372,27 @@ export async function sideBySideSection(
         : figures.add(`ratio-${name}-${client}`, mine / theirs, 3);
     // The same targets on each adapter: each adapter's app against the same references.
     for (const { app: name, floor, tag } of variants) {
-      add(
-        `hmac-send${tag}-vs-better-auth-send`,
-        rps(name, 'send'),
-        `Better Auth send${suffix}`,
-        rps('better-auth', 'send'),
-        1.5,
-      );
-      add(
-        `hmac-verify${tag}-vs-better-auth-sign-in`,
-        rps(name, 'verify'),
-        `Better Auth sign-in${suffix}`,
-        rps('better-auth', 'verify'),
-        2,
-      );
-      add(
-        `hmac-send${tag}-vs-bare`,
-        rps(name, 'send'),
-        `bare node:http + pg${suffix}`,
-        rps('bare', 'send'),
-        0.4,
-      );
-      add(
-        `hmac-verify${tag}-vs-bare`,
-        rps(name, 'verify'),
-        `bare node:http + pg${suffix}`,
-        rps('bare', 'send'),
-        0.8,
-      );
+      const targets: [
+        path: Path,
+        figure: string,
+        reference: string,
+        of: number,
+        atLeast: number,
+      ][] = [
+        ['send', 'better-auth-send', 'Better Auth send', rps('better-auth', 'send'), 1.5],
+        ['verify', 'better-auth-sign-in', 'Better Auth sign-in', rps('better-auth', 'verify'), 2],
+        ['send', 'bare', 'bare node:http + pg', rps('bare', 'send'), 0.4],
+        ['verify', 'bare', 'bare node:http + pg', rps('bare', 'send'), 0.8],
+      ];
+      for (const [path, figure, reference, of, atLeast] of targets) {
+        add(
+          `hmac-${path}${tag}-vs-${figure}`,
+          rps(name, path),
+          `${reference}${suffix}`,
+          of,
+          atLeast,
+        );
+      }
       // Not targets: how far the framework alone stands from the bare service (the same request
       // in a bare Nest controller on this adapter), and nest-otp from that floor.
       const floorRps = rps(floor, 'send');

@@ -13,7 +13,11 @@ const LABELS: [RegExp, string][] = [
   [/^\s*WITH claimed AS/, 'version CAS + supersede + insert (insertIfUnchanged)'],
   [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
-  [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
+  [/^\s*WITH flow AS/, 'reserve attempt (reserveAttempt)'],
+  [
+    /^\s*UPDATE otp_requests SET code_hash = NULL\s+WHERE id/,
+    'drop an expired hash (dropExpiredHash)',
+  ],
   [/^\s*WITH verified AS/, 'mark verified (markVerified)'],
   [/SET exhausted_at/, 'mark exhausted (markExhausted)'],
   [/ORDER BY r\.created_at DESC LIMIT 1/, 'latest in flow (findLatestInFlow)'],

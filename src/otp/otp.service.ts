@@ -785,6 +785,10 @@ export class OtpService {
     challenged?: true,
   ): Promise<Error> {
     const { now, latest } = await this.requests.findLatestInFlow(destination, purpose);
+    // A code seen past its expiry can never verify: its hash goes now, not at the next purge.
+    if (latest?.codeHash && latest.expiresAt <= now) {
+      await this.requests.dropExpiredHash(latest.id);
+    }
     const exhausted =
       latest !== null &&
       latest.verifiedAt === null &&

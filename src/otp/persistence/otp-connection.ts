@@ -53,14 +53,15 @@ export class OtpConnection implements OnApplicationShutdown {
         lock_timeout: options.lockTimeoutMs,
         connectionTimeoutMillis: options.acquireTimeoutMs,
         application_name: 'nest-otp',
-        // The module prepares its statements and runs them on one generic plan a connection:
-        // planning the send's history read for each call cost Postgres more than executing it.
-        // Its statements are written so that the generic plan is right for every destination,
-        // however many rows one holds (bench section 3b shows each plan on a grown table).
-        options: [
-          typeof extra.options === 'string' ? extra.options : '',
-          '-c plan_cache_mode=force_generic_plan',
-        ]
+        // The module prepares its statements; Postgres's default plan choice (`auto`, set here
+        // whatever the server's default) plans the first five executions of each for their
+        // values, then keeps one generic plan unless that plan is estimated to cost more: the
+        // request paths' statements settle on generic plans (planning the send's history read
+        // on every call cost Postgres more than executing it), while the purges' batches, whose
+        // LIMIT a generic plan cannot see, stay planned per call. The statements are written so
+        // that the generic plan is right for every destination, however many rows one holds
+        // (bench section 3b shows the plan each one settles on, on a grown table).
+        options: [typeof extra.options === 'string' ? extra.options : '', '-c plan_cache_mode=auto']
           .filter(Boolean)
           .join(' '),
       },

@@ -132,7 +132,7 @@ class Statement<Name extends string, Row = never> implements PreparedStatement {
  * - RETURNING hands back exactly the rows this statement changed, so the caller learns in the same
  *   round trip whether it won.
  * - Several data-modifying CTEs in one statement share one snapshot and commit or fail together:
- *   `reserveAttempt` also drops the hashes of expired codes, `insertIfUnchanged` bumps the
+ *   the delivery log's `recordDelivered` marks a send delivered and logs it, `insertIfUnchanged` bumps the
  *   destination's version, supersedes and inserts. One round trip does all of it or none of it.
  * - The outer SELECT makes TypeORM's `query()` return the rows alone: for a bare UPDATE it returns
  *   `[rows, rowCount]`.
@@ -320,29 +320,43 @@ const MARK_FAILED = new Statement<'id'>(
     WHERE id = :id`,
 );
 
+/*
+ * The flow's active code is found through the one-active-code-per-flow unique index (`flow`: its
+ * conditions are exactly that index's), then changed by primary key, one row (a list of ids would
+ * let the planner intersect it with a full scan of that partial index). Written as one UPDATE on
+ * destination and purpose, the statement also matched the partial index of live hashes, and a
+ * plan that read it scanned every live code of every destination: cheap while few codes are live,
+ * ruinous once many are (and a plan is kept until the table is analyzed again).
+ */
 const RESERVE_ATTEMPT = new Statement<
   'destination' | 'purpose' | 'subject',
   Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>
 >(
-  `WITH reserved AS (
+  `WITH flow AS MATERIALIZED (
+     SELECT id FROM otp_requests
+      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}),
+   reserved AS (
      UPDATE otp_requests SET attempts_used = attempts_used + 1
-      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
+      WHERE id = (SELECT id FROM flow LIMIT 1) AND ${ACTIVE}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
-        AND code_hash IS NOT NULL
         -- A code verifies only for the account it was sent for (none for none): a verify made
         -- without the account (a caller leaving the session out) must not try an account's code
         -- outside the account's guess budget.
         AND subject IS NOT DISTINCT FROM :subject::text
         -- Only a code whose delivery was recorded: one whose outcome could not be written (the
         -- database refused it) is never usable, so a 503 send leaves no working code behind.
+        -- (Its hash is not asked for: an active, unexpired code always holds one, and the caller
+        -- refuses a row without.)
         AND delivery_status = 'sent'
-      RETURNING id, code_hash, attempts_used, max_attempts),
-   -- A code seen past its expiry can never verify: drop its hash now, not at the next purge.
-   expired AS (
-     UPDATE otp_requests SET code_hash = NULL
-      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}
-        AND expires_at <= statement_timestamp() AND code_hash IS NOT NULL)
+      RETURNING id, code_hash, attempts_used, max_attempts)
    SELECT * FROM reserved`,
+);
+
+/** Drops the hash of an active code seen past its expiry: it can never verify. */
+const DROP_EXPIRED_HASH = new Statement<'id'>(
+  `UPDATE otp_requests SET code_hash = NULL
+    WHERE id = :id AND ${ACTIVE} AND expires_at <= statement_timestamp()
+      AND code_hash IS NOT NULL`,
 );
 
 const MARK_VERIFIED = new Statement<
@@ -664,6 +678,11 @@ export class OtpRequestRepository {
       attemptsUsed: row.attempts_used,
       maxAttempts: row.max_attempts,
     };
+  }
+
+  /** Drops the hash of request `id` if it is an active code past its expiry (see the verify). */
+  async dropExpiredHash(id: string): Promise<void> {
+    await this.query(DROP_EXPIRED_HASH, { id });
   }
 
   /**
