@@ -13,9 +13,9 @@ const LABELS: [RegExp, string][] = [
   [/^\s*WITH claimed AS/, 'version CAS + supersede + insert (insertIfUnchanged)'],
   [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
-  [/^\s*WITH flow AS/, 'reserve attempt (reserveAttempt)'],
+  [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
   [
-    /^\s*UPDATE otp_requests SET code_hash = NULL\s+WHERE id/,
+    /^\s*UPDATE otp_requests SET code_hash = NULL\s+WHERE \(destination/,
     'drop an expired hash (dropExpiredHash)',
   ],
   [/^\s*WITH verified AS/, 'mark verified (markVerified)'],

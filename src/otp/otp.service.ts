@@ -532,7 +532,7 @@ export class OtpService {
       // This guess is one more failure: the next call may need a challenge from now on.
       throw new InvalidCodeError(remaining, this.challengeDue(failedBefore + 1) === true);
     }
-    await this.requests.markExhausted(attempt.id);
+    await this.requests.markExhausted(attempt.id, destination.value, purpose);
     trace.exhaustedNow = true;
     throw new AttemptsExceededError(
       await this.waitBeforeNextSend(destination.value, purpose, policy),
@@ -787,7 +787,7 @@ export class OtpService {
     const { now, latest } = await this.requests.findLatestInFlow(destination, purpose);
     // A code seen past its expiry can never verify: its hash goes now, not at the next purge.
     if (latest?.codeHash && latest.expiresAt <= now) {
-      await this.requests.dropExpiredHash(latest.id);
+      await this.requests.dropExpiredHash(latest.id, destination, purpose);
     }
     const exhausted =
       latest !== null &&

@@ -321,23 +321,19 @@ const MARK_FAILED = new Statement<'id'>(
 );
 
 /*
- * The flow's active code is found through the one-active-code-per-flow unique index (`flow`: its
- * conditions are exactly that index's), then changed by primary key, one row (a list of ids would
- * let the planner intersect it with a full scan of that partial index). Written as one UPDATE on
- * destination and purpose, the statement also matched the partial index of live hashes, and a
- * plan that read it scanned every live code of every destination: cheap while few codes are live,
- * ruinous once many are (and a plan is kept until the table is analyzed again).
+ * Reserves on the flow's active code through the one-active-code-per-flow unique index: its WHERE
+ * names the index's columns, and no condition on the hash, which would also fit the partial index
+ * of live hashes (a plan reading that one scanned every live code of every destination: cheap
+ * while few are live, ruinous once many are, and a plan is kept until the table is analyzed again).
+ * An active, unexpired code always holds a hash; the caller refuses a row without.
  */
 const RESERVE_ATTEMPT = new Statement<
   'destination' | 'purpose' | 'subject',
   Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>
 >(
-  `WITH flow AS MATERIALIZED (
-     SELECT id FROM otp_requests
-      WHERE destination = :destination AND purpose = :purpose AND ${ACTIVE}),
-   reserved AS (
+  `WITH reserved AS (
      UPDATE otp_requests SET attempts_used = attempts_used + 1
-      WHERE id = (SELECT id FROM flow LIMIT 1) AND ${ACTIVE}
+      WHERE ${IN_FLOW}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         -- A code verifies only for the account it was sent for (none for none): a verify made
         -- without the account (a caller leaving the session out) must not try an account's code
@@ -345,17 +341,18 @@ const RESERVE_ATTEMPT = new Statement<
         AND subject IS NOT DISTINCT FROM :subject::text
         -- Only a code whose delivery was recorded: one whose outcome could not be written (the
         -- database refused it) is never usable, so a 503 send leaves no working code behind.
-        -- (Its hash is not asked for: an active, unexpired code always holds one, and the caller
-        -- refuses a row without.)
         AND delivery_status = 'sent'
       RETURNING id, code_hash, attempts_used, max_attempts)
    SELECT * FROM reserved`,
 );
 
-/** Drops the hash of an active code seen past its expiry: it can never verify. */
-const DROP_EXPIRED_HASH = new Statement<'id'>(
+/**
+ * Drops the hash of the flow's active code `:id` once past its expiry: it can never verify. Keyed
+ * by the flow too, so that the unique index serves it, whatever the statistics say.
+ */
+const DROP_EXPIRED_HASH = new Statement<'id' | 'destination' | 'purpose'>(
   `UPDATE otp_requests SET code_hash = NULL
-    WHERE id = :id AND ${ACTIVE} AND expires_at <= statement_timestamp()
+    WHERE ${IN_FLOW} AND id = :id AND expires_at <= statement_timestamp()
       AND code_hash IS NOT NULL`,
 );
 
@@ -374,9 +371,10 @@ const MARK_VERIFIED = new Statement<
    SELECT * FROM verified`,
 );
 
-const MARK_EXHAUSTED = new Statement<'id'>(
+/** Keyed by the flow too (see `DROP_EXPIRED_HASH`). */
+const MARK_EXHAUSTED = new Statement<'id' | 'destination' | 'purpose'>(
   `UPDATE otp_requests SET exhausted_at = statement_timestamp(), code_hash = NULL
-    WHERE id = :id AND attempts_used >= max_attempts AND ${ACTIVE}`,
+    WHERE ${IN_FLOW} AND id = :id AND attempts_used >= max_attempts`,
 );
 
 const FIND_LATEST_IN_FLOW = new Statement<
@@ -680,9 +678,9 @@ export class OtpRequestRepository {
     };
   }
 
-  /** Drops the hash of request `id` if it is an active code past its expiry (see the verify). */
-  async dropExpiredHash(id: string): Promise<void> {
-    await this.query(DROP_EXPIRED_HASH, { id });
+  /** Drops the hash of the flow's code `id` if it is still active and past its expiry. */
+  async dropExpiredHash(id: string, destination: string, purpose: string): Promise<void> {
+    await this.query(DROP_EXPIRED_HASH, { id, destination, purpose });
   }
 
   /**
@@ -706,9 +704,9 @@ export class OtpRequestRepository {
     return row?.token_expires_at ?? null;
   }
 
-  /** Marks a code exhausted once its attempts are all used, unless it was verified meanwhile. */
-  async markExhausted(id: string): Promise<void> {
-    await this.query(MARK_EXHAUSTED, { id });
+  /** Marks the flow's code `id` exhausted once its attempts are all used, unless verified meanwhile. */
+  async markExhausted(id: string, destination: string, purpose: string): Promise<void> {
+    await this.query(MARK_EXHAUSTED, { id, destination, purpose });
   }
 
   /**
