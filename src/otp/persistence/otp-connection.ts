@@ -13,7 +13,9 @@ import type { OtpModuleOptions } from '../otp.options.js';
  *
  * The module's hand-written statements go to the DataSource's `pg` pool directly (`pool`), as
  * prepared statements: the same connections and session settings, without TypeORM's per-query
- * QueryRunner, and parsed and planned once a connection instead of once a call (see bench/README.md). The retention purge and the schema checks keep using `dataSource`.
+ * QueryRunner, parsed once a connection instead of once a call and, for the request paths, planned
+ * once too (see `open`, and bench/README.md). The retention purge and the schema checks keep using
+ * `dataSource`.
  */
 @Injectable()
 export class OtpConnection implements OnApplicationShutdown {
