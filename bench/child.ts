@@ -1,4 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import type { Server } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a child process answers over IPC: command name → its arguments and its result. */
 export type CommandMap<C> = Record<keyof C, { args: unknown; result: unknown }> & {
@@ -170,4 +172,36 @@ export class RssSampler {
       heapUsed: process.memoryUsage().heapUsed,
     };
   }
+}
+
+/** The `stats` and `resetPeak` commands of a server process, answered from its sampler. */
+export function samplerCommands(sampler: RssSampler): {
+  stats: () => Promise<ProcessStats>;
+  resetPeak: () => Promise<null>;
+} {
+  return {
+    stats: () => Promise.resolve(sampler.stats()),
+    resetPeak: () => {
+      sampler.reset();
+      return Promise.resolve(null);
+    },
+  };
+}
+
+/**
+ * Closes a `node:http` server at the end of a load run: no new connections, idle ones closed at
+ * once, requests still being handled (`inFlight()`, whose handlers may outlive their sockets) given
+ * up to 5 s to finish before the rest are cut, so a pool ended after it is no longer in use.
+ */
+export async function closeServer(
+  server: Server | undefined,
+  inFlight: () => number,
+): Promise<void> {
+  const closed = new Promise<void>((resolve) =>
+    server ? server.close(() => resolve()) : resolve(),
+  );
+  server?.closeIdleConnections();
+  for (let waited = 0; inFlight() > 0 && waited < 5_000; waited += 20) await sleep(20);
+  server?.closeAllConnections();
+  await closed;
 }

@@ -11,10 +11,15 @@ import { toNodeHandler } from 'better-auth/node';
 import { emailOTP } from 'better-auth/plugins/email-otp';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { type Handlers, RssSampler, serveCommands } from '../child.js';
+import {
+  closeServer,
+  type Handlers,
+  RssSampler,
+  samplerCommands,
+  serveCommands,
+} from '../child.js';
 import type { PeerCommands } from './peer-protocol.js';
 
 let server: http.Server | undefined;
@@ -92,22 +97,9 @@ const handlers: Handlers<PeerCommands> = {
       },
     };
   },
-  stats() {
-    return Promise.resolve(sampler.stats());
-  },
-  resetPeak() {
-    sampler.reset();
-    return Promise.resolve(null);
-  },
+  ...samplerCommands(sampler),
   async stop() {
-    const closed = new Promise<void>((resolve) =>
-      server ? server.close(() => resolve()) : resolve(),
-    );
-    server?.closeIdleConnections();
-    // Requests still in flight (a load run's tail) finish before the pool ends.
-    for (let waited = 0; inFlight > 0 && waited < 5_000; waited += 20) await sleep(20);
-    server?.closeAllConnections();
-    await closed;
+    await closeServer(server, () => inFlight);
     await pool?.end();
     return null;
   },

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import pg from 'pg';
-import { type Handlers, RssSampler, serveCommands } from '../child.js';
+import { type Handlers, RssSampler, serveCommands, samplerCommands } from '../child.js';
 import type { PeerCommands } from './peer-protocol.js';
 
 /** Each floor has a table of its own, so neither grows the other's index. */
@@ -79,13 +79,7 @@ const handlers: Handlers<PeerCommands> = {
     const port = (server.address() as AddressInfo).port;
     return { port, paths: { send: '/requests', verify: '/requests' } };
   },
-  stats() {
-    return Promise.resolve(sampler.stats());
-  },
-  resetPeak() {
-    sampler.reset();
-    return Promise.resolve(null);
-  },
+  ...samplerCommands(sampler),
   async stop() {
     await app?.close();
     await pool?.end();
