@@ -4,12 +4,13 @@
  * each in a fresh app process) with the `fetch` client at 16 concurrent requests, profiles the app
  * over the measured window only (V8's CPU profiler, as `node --cpu-prof` runs it, started and
  * stopped through the inspector so boot and minting stay out), and prints the top entries by self
- * time, by function and by package. The `.cpuprofile` files stay in BENCH_PROFILE_DIR (default a
+ * time, by function and by package. On Express unless `BENCH_PROFILE_PLATFORM=fastify`. The `.cpuprofile` files stay in BENCH_PROFILE_DIR (default a
  * folder under the OS temp dir), for Chrome DevTools or speedscope.
  */
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ExamplePlatform } from '../example/bootstrap.js';
 import { AppHandle } from './app-handle.js';
 import { BenchDb } from './bench-db.js';
 import { hmacApp, settings } from './config.js';
@@ -18,11 +19,20 @@ import { runFetchLoad } from './fetch-load.js';
 import { WebhookHandle } from './peers/peer-handle.js';
 import { round } from './stats.js';
 
+/** `BENCH_PROFILE_PLATFORM`: the example app on `express` (default) or `fastify`. */
+function platform(): ExamplePlatform {
+  const wanted = process.env.BENCH_PROFILE_PLATFORM ?? 'express';
+  if (wanted !== 'express' && wanted !== 'fastify') {
+    throw new Error(`BENCH_PROFILE_PLATFORM must be express or fastify, got ${wanted}`);
+  }
+  return wanted;
+}
+
 async function profilePath(db: BenchDb, sink: WebhookHandle, path: 'send' | 'verify', dir: string) {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${path}.cpuprofile`);
   let answered = 1;
-  const app = await AppHandle.start(db.url, hmacApp, sink.url);
+  const app = await AppHandle.start(db.url, hmacApp, sink.url, platform());
   try {
     let sequence = 0;
     const codes: [string, string][] = [];

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppModule, type ExampleAppOptions } from './app.module.js';
+import { withoutExpressExtras } from './express-settings.js';
 
 /** The HTTP platforms the example app runs on: Express (`npm start`) or Fastify (the e2e suite). */
 export type ExamplePlatform = 'express' | 'fastify';
@@ -16,6 +17,7 @@ export type ExamplePlatform = 'express' | 'fastify';
  * behalf: Nest's default body parsing (the OTP routes enforce their own 16 KiB limit, JSON only)
  * and Nest's default error handling (the OTP routes and `@RequireOtp` routes answer their own errors
  * in the contract's shape). Serves Swagger UI at `/docs` and the OpenAPI document at `/docs-json`.
+ * On Express, without `X-Powered-By` and ETags (`withoutExpressExtras`): the host's own settings.
  *
  * Logs are JSON lines through nestjs-pino (`options.logging`, default level `info` on stdout); the
  * module logs through Nest's `Logger`, so its lines go there too. `{ logger: false }` (the tests):
@@ -48,6 +50,7 @@ export async function createExampleApp(
     ? await NestFactory.create(module, await fastifyAdapter(), settings)
     : await NestFactory.create(module, settings);
   if (!quiet) app.useLogger(app.get(Logger));
+  if (!fastify) withoutExpressExtras(app);
   SwaggerModule.setup('docs', app, () => createExampleDocument(app), { ui: !fastify });
   return app;
 }

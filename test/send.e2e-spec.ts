@@ -72,6 +72,13 @@ describe.each(PLATFORMS)('POST /otp/send on %s', (platform) => {
       expect(isoMillis(res.body.expiresAt)).toBe(dbMillis(row?.expires_at));
     });
 
+    it('carries no X-Powered-By and no ETag (the example app turns Express’s off)', async () => {
+      const res = await t.http.post('/otp/send').send({ destination: uniqueEmail() }).expect(202);
+      expect(res.headers['x-powered-by']).toBeUndefined();
+      expect(res.headers.etag).toBeUndefined();
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+    });
+
     it('masks a phone number and defaults its channel to sms', async () => {
       const phone = uniqueUsPhone().e164;
       const res = await t.http.post('/otp/send').send({ destination: phone }).expect(202);

@@ -1,13 +1,15 @@
 /**
  * The framework's floor: the bare service's request (read a JSON body, one INSERT, one SELECT on
  * a pool of 10, answer JSON) as a NestJS 12 controller with `@Body()`, nothing else: no guard, no
- * validation, no filter, on Express (the default) or on Fastify (`platform`). What nest-otp's host
+ * validation, no filter, on Express (the default, without X-Powered-By and ETags, as the example
+ * app runs it) or on Fastify (`platform`). What nest-otp's host
  * pays for Nest and its adapter alone, apart from anything nest-otp does, so the bench can tell
  * the module's cost from the framework's on each adapter.
  */
 import 'reflect-metadata';
 import { Body, Controller, HttpCode, type INestApplication, Module, Post } from '@nestjs/common';
 import { type AbstractHttpAdapter, NestFactory } from '@nestjs/core';
+import { withoutExpressExtras } from '../../example/express-settings.js';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -73,6 +75,8 @@ const handlers: Handlers<PeerCommands> = {
     app = fastify
       ? await NestFactory.create(FloorModule, await fastifyAdapter(), { logger: false })
       : await NestFactory.create(FloorModule, { logger: false });
+    // Express configured as the example app configures it, so the floor is the same Express.
+    if (!fastify) withoutExpressExtras(app);
     await app.listen(0, '127.0.0.1');
     const server = app.getHttpServer() as Server;
     server.keepAliveTimeout = 60_000;

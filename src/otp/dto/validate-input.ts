@@ -24,13 +24,17 @@ export function validateOtpInput<T extends object>(type: ClassConstructor<T>, va
   if (skipped.length > 0) {
     throw new ValidationFailedError(skipped.map((key) => `property ${key} should not exist`));
   }
+  // Valid input, the common case, is recognised without class-transformer or class-validator's
+  // executor (which a request ran twice: route, then service). The module's DTOs carry no
+  // class-transformer decorators, so the instance plainToInstance would build is a new instance
+  // with the body's own fields copied onto it; anything else is for class-validator to judge.
+  if (passesFastPath(type, value)) {
+    return value instanceof type ? value : Object.assign(new type(), value);
+  }
   const instance =
     value instanceof type
       ? value
       : plainToInstance(type, value, { enableImplicitConversion: false });
-  // Valid input, the common case, is recognised without class-validator's executor (which a
-  // request ran twice: route, then service); anything else is for class-validator to judge.
-  if (passesFastPath(instance)) return instance;
   const errors = validateSync(instance, {
     whitelist: true,
     forbidNonWhitelisted: true,

@@ -3,6 +3,8 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import fc from 'fast-check';
 import { SendOtpDto, SendOtpInputDto } from './send-otp.dto.js';
+import { ValidationFailedError } from '../errors/otp.errors.js';
+import { validateOtpInput } from './validate-input.js';
 import { passesFastPath } from './validation-fast-path.js';
 import { VerifyOtpDto, VerifyOtpInputDto } from './verify-otp.dto.js';
 
@@ -43,12 +45,15 @@ const body = fc.dictionary(fc.constantFrom(...KEYS), value, { maxKeys: 6 });
 
 describe('passesFastPath', () => {
   it.each([SendOtpDto, SendOtpInputDto, VerifyOtpDto, VerifyOtpInputDto])(
-    'accepts only what class-validator accepts (%p)',
+    'accepts only what class-validator accepts, on the instance and on the plain body (%p)',
     (type) => {
+      const dto = type as new () => object;
       fc.assert(
         fc.property(body, (plain) => {
-          const instance = plainToInstance(type as new () => object, plain);
-          if (passesFastPath(instance)) expect(validateSync(instance, OPTIONS)).toEqual([]);
+          const instance = plainToInstance(dto, plain);
+          if (passesFastPath(dto, instance)) expect(validateSync(instance, OPTIONS)).toEqual([]);
+          // The plain body is judged as its instance is, so validateOtpInput may skip the transform.
+          expect(passesFastPath(dto, plain)).toBe(passesFastPath(dto, instance));
         }),
         { numRuns: 4000 },
       );
@@ -57,14 +62,33 @@ describe('passesFastPath', () => {
 
   it('accepts the common valid bodies', () => {
     const send = plainToInstance(SendOtpInputDto, { destination: 'ada@example.com' });
-    const verify = plainToInstance(VerifyOtpDto, {
-      destination: 'ada@example.com',
-      code: '123456',
-    });
-    expect(passesFastPath(send)).toBe(true);
-    expect(passesFastPath(verify)).toBe(true);
-    expect(passesFastPath(plainToInstance(VerifyOtpDto, { destination: 'a', code: 123456 }))).toBe(
-      false,
-    );
+    const verify = { destination: 'ada@example.com', code: '123456' };
+    expect(passesFastPath(SendOtpInputDto, send)).toBe(true);
+    expect(passesFastPath(VerifyOtpDto, verify)).toBe(true);
+    expect(passesFastPath(VerifyOtpDto, { destination: 'a', code: 123456 })).toBe(false);
+    expect(passesFastPath(VerifyOtpDto, { ...verify, extra: 'x' })).toBe(false);
   });
+});
+
+describe('validateOtpInput', () => {
+  it.each([SendOtpDto, SendOtpInputDto, VerifyOtpDto, VerifyOtpInputDto])(
+    'returns what class-transformer would build, or refuses what class-validator refuses (%p)',
+    (type) => {
+      const dto = type as new () => object;
+      fc.assert(
+        fc.property(body, (plain) => {
+          const instance = plainToInstance(dto, plain);
+          const errors = validateSync(instance, OPTIONS);
+          if (errors.length > 0) {
+            expect(() => validateOtpInput(dto, plain)).toThrow(ValidationFailedError);
+          } else {
+            const validated = validateOtpInput(dto, plain);
+            expect(validated).toBeInstanceOf(dto);
+            expect(validated).toStrictEqual(instance);
+          }
+        }),
+        { numRuns: 2000 },
+      );
+    },
+  );
 });

@@ -78,18 +78,22 @@ function compile(type: abstract new (...args: never[]) => object): Accepts | nul
 const compiled = new WeakMap<object, Accepts | null>();
 
 /**
- * True when `instance` certainly passes class-validator with the module's options (whitelist,
- * forbidNonWhitelisted): the common, valid input is accepted without class-validator's executor,
- * which was the largest cost of a verify in the app after the framework (bench/README.md). False
+ * True when `candidate`, as an instance of `type`, certainly passes class-validator with the
+ * module's options (whitelist, forbidNonWhitelisted): the common, valid input is accepted without
+ * class-validator's executor, which was the largest cost of a verify in the app after the framework
+ * (bench/README.md). `candidate` may be the plain body: for a flat object of primitives the checks
+ * read the same keys and values as on the instance class-transformer would build from it. False
  * means "not sure": the caller runs class-validator, which decides and words the errors, so the
  * fast path can never accept what class-validator would refuse, nor change a message.
  */
-export function passesFastPath(instance: object): boolean {
-  const type = instance.constructor as abstract new (...args: never[]) => object;
+export function passesFastPath(
+  type: abstract new (...args: never[]) => object,
+  candidate: object,
+): boolean {
   let accepts = compiled.get(type);
   if (accepts === undefined) {
     accepts = compile(type);
     compiled.set(type, accepts);
   }
-  return accepts !== null && accepts(instance);
+  return accepts !== null && accepts(candidate);
 }
