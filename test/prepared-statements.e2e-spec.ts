@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { PoolClient } from 'pg';
+import { randomUUID } from 'node:crypto';
+import pg, { type PoolClient } from 'pg';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { OtpConnection } from '../src/otp/persistence/otp-connection.js';
+import { queryDatabase } from './support/coexistence-host.js';
 import { startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
+
+const adminUrl = (): string => process.env.TEST_ADMIN_DATABASE_URL as string;
 
 /**
  * The module's statements go to its pool as prepared statements (parsed once a connection; the
@@ -71,5 +76,79 @@ describe('prepared statements on the module pool', () => {
     for (let i = 0; i < 4; i += 1) await sendAndVerify();
     const status = await t.http.get(`/otp/requests/${crypto.randomUUID()}`);
     expect(status.status).toBe(404);
+  });
+});
+
+/** Every index scan on otp_requests in an EXPLAIN (FORMAT JSON) plan, with its index condition. */
+function indexScans(plan: Record<string, unknown>): { index: string; cond?: string }[] {
+  const own =
+    String(plan['Node Type']).startsWith('Index') && plan['Relation Name'] === 'otp_requests'
+      ? [{ index: String(plan['Index Name']), cond: plan['Index Cond'] as string | undefined }]
+      : [];
+  const children = (plan.Plans as Record<string, unknown>[] | undefined) ?? [];
+  return [...own, ...children.flatMap(indexScans)];
+}
+
+// A new install: Postgres has not analyzed otp_requests yet, and many codes are live.
+describe('cancel on a table Postgres has not analyzed yet', () => {
+  let url: string;
+  let t: TestApp | undefined;
+
+  beforeAll(async () => {
+    url = await createUniqueDatabase(adminUrl(), 'nest_otp_unanalyzed');
+    await runOtpMigrations(url);
+    await queryDatabase(url, `ALTER TABLE otp_requests SET (autovacuum_enabled = false)`);
+    await queryDatabase(
+      url,
+      `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+         max_attempts, expires_at, resend_available_at, delivery_status, delivered_at)
+       SELECT gen_random_uuid(), 'live-' || g || '@example.com', 'login', 'email', repeat('a', 64),
+         6, 3, now() + interval '1 hour', now(), 'sent', now()
+       FROM generate_series(1, 5000) AS g`,
+    );
+    t = await startTestApp({ poolSize: 1 }, { databaseUrl: url });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+    if (url) await dropDatabase(adminUrl(), url);
+  });
+
+  it('finds the request through the primary key, then its flow, in the plan Postgres keeps', async () => {
+    const app = t as TestApp;
+    const destination = uniqueEmail();
+    const sent = await app.http.post('/otp/send').send({ destination });
+    expect(sent.status).toBe(202);
+    await app.http.post(`/otp/requests/${sent.body.requestId as string}/cancel`).expect(204);
+    expect(
+      await queryDatabase(url, `SELECT id, code_hash FROM otp_requests WHERE destination = $1`, [
+        destination,
+      ]),
+    ).toEqual([expect.objectContaining({ id: sent.body.requestId, code_hash: null })]);
+
+    // The statement the module prepared, planned as Postgres plans it for every id once it
+    // settles on a generic plan, on a session of its own.
+    const pool = app.app.get(OtpConnection).pool;
+    const [prepared] = (
+      await pool.query<{ statement: string }>(
+        `SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%cancelled_at =%'`,
+      )
+    ).rows;
+    expect(prepared).toBeDefined();
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(`SET plan_cache_mode = force_generic_plan`);
+      await client.query(`PREPARE cancel_under_test AS ${prepared?.statement ?? ''}`);
+      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }>(
+        `EXPLAIN (FORMAT JSON) EXECUTE cancel_under_test('${randomUUID()}')`,
+      );
+      const scans = indexScans(rows[0]?.['QUERY PLAN'][0].Plan ?? {});
+      expect(scans.length).toBeGreaterThan(0);
+      // No scan of a whole index: each one is bounded by a condition (the id, then the flow).
+      expect(scans.filter((scan) => scan.cond === undefined)).toEqual([]);
+    } finally {
+      await client.end();
+    }
   });
 });

@@ -402,13 +402,20 @@ const CONSUME_TOKEN = new Statement<
    SELECT * FROM consumed`,
 );
 
-/** Cancels an active request: it stops verifying (superseded) and is marked cancelled. */
+/**
+ * Cancels an active request: it stops verifying (superseded) and is marked cancelled. Keyed by the
+ * row's flow too, read through the primary key: by id alone its conditions imply the active-code
+ * index's predicate, and on a table Postgres has not analyzed yet the generic plan read that whole
+ * index, every live code, to find one row.
+ */
 const CANCEL = new Statement<'id', { id: string }>(
   `WITH cancelled AS (
      UPDATE otp_requests SET cancelled_at = statement_timestamp(),
        superseded_at = statement_timestamp(), code_hash = NULL
       WHERE id = :id AND ${ACTIVE} AND expires_at > statement_timestamp()
         AND attempts_used < max_attempts
+        AND (destination, purpose) = (SELECT t.destination, t.purpose FROM otp_requests t
+                                       WHERE t.id = :id)
       RETURNING id)
    SELECT * FROM cancelled`,
 );
