@@ -4,8 +4,9 @@
  * each in a fresh app process) with the `fetch` client at 16 concurrent requests, profiles the app
  * over the measured window only (V8's CPU profiler, as `node --cpu-prof` runs it, started and
  * stopped through the inspector so boot and minting stay out), and prints the top entries by self
- * time, by function and by package. On Express unless `BENCH_PROFILE_PLATFORM=fastify`. The `.cpuprofile` files stay in BENCH_PROFILE_DIR (default a
- * folder under the OS temp dir), for Chrome DevTools or speedscope.
+ * time, by function and by package. On Express unless `BENCH_PROFILE_PLATFORM=fastify`. The
+ * `.cpuprofile` files stay in BENCH_PROFILE_DIR (default a folder under the OS temp dir), for
+ * Chrome DevTools or speedscope.
  */
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,9 +2,9 @@
  * The framework's floor: the bare service's request (read a JSON body, one INSERT, one SELECT on
  * a pool of 10, answer JSON) as a NestJS 12 controller with `@Body()`, nothing else: no guard, no
  * validation, no filter, on Express (the default, without X-Powered-By and ETags, as the example
- * app runs it) or on Fastify (`platform`). What nest-otp's host
- * pays for Nest and its adapter alone, apart from anything nest-otp does, so the bench can tell
- * the module's cost from the framework's on each adapter.
+ * app runs it) or on Fastify (`platform`). What nest-otp's host pays for Nest and its adapter
+ * alone, apart from anything nest-otp does, so the bench can tell the module's cost from the
+ * framework's on each adapter.
  */
 import 'reflect-metadata';
 import { Body, Controller, HttpCode, type INestApplication, Module, Post } from '@nestjs/common';

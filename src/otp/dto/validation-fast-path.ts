@@ -10,6 +10,9 @@ interface PropertyChecks {
 
 type Accepts = (instance: object) => boolean;
 
+/** A DTO class (abstract too): what the checks are compiled from. */
+type DtoType = abstract new (...args: never[]) => object;
+
 /** The built-in constraints the fast path knows, by class-validator's name, exactly as it checks them. */
 const CONSTRAINTS: Record<string, (constraints: unknown[]) => (value: unknown) => boolean> = {
   isString: () => (value) => typeof value === 'string',
@@ -37,7 +40,7 @@ const CONSTRAINTS: Record<string, (constraints: unknown[]) => (value: unknown) =
  * fast path does not reproduce exactly (groups, `each`, per-decorator `validateIf`, nested or
  * custom validators, another constraint): then every input goes through class-validator.
  */
-function compile(type: abstract new (...args: never[]) => object): Accepts | null {
+function compile(type: DtoType): Accepts | null {
   const metadatas = getMetadataStorage().getTargetValidationMetadatas(type, '', false, false);
   const properties = new Map<string, PropertyChecks>();
   for (const metadata of metadatas) {
@@ -86,10 +89,7 @@ const compiled = new WeakMap<object, Accepts | null>();
  * means "not sure": the caller runs class-validator, which decides and words the errors, so the
  * fast path can never accept what class-validator would refuse, nor change a message.
  */
-export function passesFastPath(
-  type: abstract new (...args: never[]) => object,
-  candidate: object,
-): boolean {
+export function passesFastPath(type: DtoType, candidate: object): boolean {
   let accepts = compiled.get(type);
   if (accepts === undefined) {
     accepts = compile(type);
