@@ -1,13 +1,31 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomInt } from 'node:crypto';
+import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { OtpFallbackService } from '../src/otp/delivery/receipts/otp-fallback.service.js';
-import {
-  CapturingProvider,
-  query,
-  startTestApp,
-  TEST_SECRET,
-  type TestApp,
-} from './support/test-app.js';
+import { queryDatabase } from './support/coexistence-host.js';
+import { CapturingProvider, startTestApp, TEST_SECRET, type TestApp } from './support/test-app.js';
+
+const adminUrl = (): string => process.env.TEST_ADMIN_DATABASE_URL as string;
+
+/**
+ * This file's instances poll every 20 ms, and a poll claims any due fallback in its database (as
+ * it should: any instance may send it). On the run's shared database they would send the
+ * fallbacks other files' apps are waiting to send themselves, so this file has a database of its
+ * own.
+ */
+let databaseUrl = '';
+const query = <T = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> =>
+  queryDatabase<T>(databaseUrl, sql, params);
+const start = (options: Parameters<typeof startTestApp>[0]): Promise<TestApp> =>
+  startTestApp(options, { databaseUrl });
+
+beforeAll(async () => {
+  databaseUrl = await createUniqueDatabase(adminUrl(), 'nest_otp_fallback');
+  await runOtpMigrations(databaseUrl);
+});
+afterAll(async () => {
+  if (databaseUrl) await dropDatabase(adminUrl(), databaseUrl);
+});
 
 /** A valid US number no other test uses (test-app's `uniquePhone` repeats within a few dozen). */
 const uniquePhone = (): string => `+1415${2_000_000 + randomInt(8_000_000)}`;
@@ -52,9 +70,9 @@ describe('fallback on silence (fallbackAfterSeconds)', () => {
 
   beforeAll(async () => {
     [a, b, capped] = await Promise.all([
-      startTestApp(options),
-      startTestApp(options),
-      startTestApp({ ...options, maxSendsPerHour: 1, fallbackPollIntervalMs: 0 }),
+      start(options),
+      start(options),
+      start({ ...options, maxSendsPerHour: 1, fallbackPollIntervalMs: 0 }),
     ]);
   });
   let pollersClosed = false;
@@ -102,14 +120,14 @@ describe('fallback on silence (fallbackAfterSeconds)', () => {
   }, 60_000);
 
   it('still falls back after a restart between the send and the due time', async () => {
-    const first = await startTestApp({ ...options, fallbackPollIntervalMs: 0 });
+    const first = await start({ ...options, fallbackPollIntervalMs: 0 });
     const phone = uniquePhone();
     const res = await first.http.post('/otp/send').send({ destination: phone }).expect(202);
     const requestId = res.body.requestId as string;
     await first.close();
     await dueNow(requestId);
     // A fresh instance finds it in the database, and nothing in memory was needed.
-    const second = await startTestApp({ ...options, fallbackPollIntervalMs: 20 });
+    const second = await start({ ...options, fallbackPollIntervalMs: 20 });
     try {
       await eventually(async () => sent(phone, 'voice').length === 1 && (await settled(requestId)));
       const status = await second.http.get(`/otp/requests/${requestId}`).expect(200);
