@@ -10,7 +10,11 @@ const LABELS: [RegExp, string][] = [
   [/pg_advisory_xact_lock/, 'advisory lock (inDestinationLock)'],
   [/^\s*WITH target AS/, 'request + history read (readStatus)'],
   [/json_agg/, 'history read (loadHistory / readHistory)'],
-  [/^\s*WITH claimed AS/, 'version CAS + supersede + insert (insertIfUnchanged)'],
+  // After the CTE that sets the statement's commit mode (`lazy`), so not at the start.
+  [
+    /\bclaimed AS \(\s*INSERT INTO otp_destinations/,
+    'version CAS + supersede + insert (insertIfUnchanged)',
+  ],
   [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
   [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
