@@ -2,13 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import {
   createUniqueDatabase,
   runOtpMigrations,
   startEmbeddedPostgres,
   type PostgresServer,
 } from '../example/database.js';
+import { queryDatabase } from './support/coexistence-host.js';
 import { freePort } from './support/free-port.js';
 import { startTestApp, uniqueEmail, type TestApp } from './support/test-app.js';
 
@@ -25,15 +25,8 @@ describe('send durability', () => {
   let server: PostgresServer;
   let databaseUrl: string;
 
-  const one = async <T>(sql: string, values: unknown[] = []): Promise<T> => {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    try {
-      return (await client.query(sql, values)).rows[0] as T;
-    } finally {
-      await client.end();
-    }
-  };
+  const one = async <T>(sql: string, values: unknown[] = []): Promise<T> =>
+    (await queryDatabase<T>(databaseUrl, sql, values))[0] as T;
 
   /** WAL flushes (fsyncs) the server has made, once every backend's figures are reported. */
   const walSyncs = async (): Promise<number> => {
@@ -48,19 +41,9 @@ describe('send durability', () => {
     return Number(n);
   };
 
-  /** The postmaster's pid: the parent of a backend (from /proc, while the backend lives). */
-  const postmasterPid = async (): Promise<number> => {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    try {
-      const { pid } = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
-        .rows[0]!;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } finally {
-      await client.end();
-    }
-  };
+  /** The postmaster's pid: the first line of its pid file in the data folder. */
+  const postmasterPid = (): number =>
+    Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
 
   const send = async (t: TestApp): Promise<string> => {
     const sent = await t.http.post('/otp/send').send({ destination: uniqueEmail() });
@@ -106,7 +89,7 @@ describe('send durability', () => {
     let acknowledged: string[];
     let postmaster: number;
     try {
-      postmaster = await postmasterPid();
+      postmaster = postmasterPid();
       acknowledged = await Promise.all(Array.from({ length: 24 }, () => send(t)));
       // At once, before the WAL writer's next round (200 ms): an immediate shutdown drops what
       // is still in Postgres's WAL buffers, as a crash would.
