@@ -6,6 +6,10 @@ import { AddPurposePolicy1795300000004 } from './1795300000004-AddPurposePolicy.
 import { AddSubjectIndex1795300000005 } from './1795300000005-AddSubjectIndex.js';
 import { AddDeliveryReceipts1795300000006 } from './1795300000006-AddDeliveryReceipts.js';
 import { ValidateOtpChannelPush1795300000007 } from './1795300000007-ValidateOtpChannelPush.js';
+import {
+  CHECK_DOMAINS,
+  MoveChecksToDomains1795300000008,
+} from './1795300000008-MoveChecksToDomains.js';
 import { PartitionOtpRequests1795300000000 } from './1795300000000-PartitionOtpRequests.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
@@ -18,6 +22,7 @@ export const otpMigrations = [
   AddSubjectIndex1795300000005,
   AddDeliveryReceipts1795300000006,
   ValidateOtpChannelPush1795300000007,
+  MoveChecksToDomains1795300000008,
 ];
 
 /**
@@ -35,7 +40,7 @@ export const otpPartitionedMigrations = otpMigrations.flatMap((migration) =>
 
 /**
  * Tables and indexes that exist once every migration above ran; the module checks them (and
- * `OTP_SCHEMA_COLUMNS`) at start. Add the newest migration's objects here with each new migration.
+ * `OTP_SCHEMA_COLUMNS`, `OTP_SCHEMA_TYPES`) at start. Add the newest migration's objects here with each new migration.
  */
 export const OTP_SCHEMA_RELATIONS: readonly string[] = [
   'otp_requests',
@@ -59,3 +64,6 @@ export const OTP_SCHEMA_COLUMNS: readonly string[] = [
   'otp_destinations.hard_locked_at',
   'otp_destinations.unlocked_at',
 ];
+
+/** Types (domains) added by migrations, by name. */
+export const OTP_SCHEMA_TYPES: readonly string[] = CHECK_DOMAINS;

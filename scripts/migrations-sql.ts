@@ -171,6 +171,36 @@ const SQUAWK_EXCEPTIONS: Readonly<Record<string, Partial<Record<Direction, [stri
         ],
       ],
     },
+    '1795300000008-MoveChecksToDomains': {
+      up: [
+        [
+          'changing-column-type',
+          'each column goes to a domain over its own type, created without a constraint: a ' +
+            'binary-compatible change, no table rewrite and no index rebuilt (no column it ' +
+            'retypes is indexed or named by a CHECK it keeps), so the lock is held for a catalog ' +
+            'change only, under the lock timeout; readers see the base type',
+        ],
+        [
+          'ban-alter-domain-with-add-constraint',
+          'the domains are created in this transaction and each constraint is added NOT VALID: ' +
+            'it checks what is written from now on and scans no table; a later change of a rule ' +
+            'is the same drop and NOT VALID add',
+        ],
+        [
+          'prefer-bigint-over-smallint',
+          'otp_code_length is over smallint, the type code_length already has (4 to 10)',
+        ],
+      ],
+      down: [
+        [
+          'changing-column-type',
+          'each column goes back from its domain to the base type: a catalog change, no rewrite ' +
+            '(channel to varchar, unbounded: back to varchar(8) would rewrite the table; the ' +
+            'CHECK bounds it)',
+        ],
+        ['prefer-bigint-over-smallint', 'code_length goes back to smallint, the type it had'],
+      ],
+    },
     '1795300000004-AddPurposePolicy': {
       down: [
         [

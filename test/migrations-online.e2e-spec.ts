@@ -7,6 +7,7 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { createUniqueDatabase, dropDatabase } from '../example/database.js';
 import { AddPolicyIndexes1795300000002 } from '../migrations/1795300000002-AddPolicyIndexes.js';
+import { MoveChecksToDomains1795300000008 } from '../migrations/1795300000008-MoveChecksToDomains.js';
 import {
   OTP_SCHEMA_RELATIONS,
   otpMigrations,
@@ -175,6 +176,12 @@ async function schemaOf(url: string): Promise<Record<string, unknown[]>> {
           FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
           JOIN pg_namespace n ON n.oid = t.relnamespace
          WHERE ${own} ORDER BY 1, 2`),
+      domains: await rows(`
+        SELECT d.typname AS name, format_type(d.typbasetype, d.typtypmod) AS base,
+               c.conname AS constraint, pg_get_constraintdef(c.oid) AS definition
+          FROM pg_type d JOIN pg_namespace n ON n.oid = d.typnamespace
+          LEFT JOIN pg_constraint c ON c.contypid = d.oid
+         WHERE d.typtype = 'd' AND n.nspname = current_schema() ORDER BY 1, 3`),
     };
   });
 }
@@ -297,6 +304,7 @@ describe('migrations/sql/ applied as plain SQL (psql, Flyway, Sqitch)', () => {
       columns: [],
       indexes: [],
       constraints: [],
+      domains: [],
     });
   }, 120_000);
 });
@@ -436,6 +444,154 @@ describe('AddPolicyIndexes (online-safe)', () => {
     }
     expect(traffic.failures).toEqual([]);
     expect(Math.max(...traffic.inserts.map((insert) => insert.ms))).toBeGreaterThan(1_000);
+  }, 120_000);
+});
+
+describe('MoveChecksToDomains (online-safe)', () => {
+  const before = otpMigrations.slice(0, otpMigrations.indexOf(MoveChecksToDomains1795300000008));
+
+  /** Every relation of the module's tables (tables and indexes) with its file: a rewrite changes it. */
+  const files = (url: string): Promise<Record<string, number>> =>
+    withClient(url, async (client) => {
+      const { rows } = await client.query<{ name: string; file: number }>(
+        `SELECT c.relname AS name, c.relfilenode::int AS file FROM pg_class c
+          WHERE c.relkind IN ('r', 'i') AND c.relname LIKE 'otp\_%'`,
+      );
+      return Object.fromEntries(rows.map((row) => [row.name, row.file]));
+    });
+
+  /** Sequential scans of the two tables it retypes, once no other session of the database is left. */
+  const scans = (url: string): Promise<number> =>
+    withClient(url, async (client) => {
+      // A backend's counts reach the shared statistics when it ends: wait for the migration's.
+      for (let tries = 0; ; tries += 1) {
+        const { rows } = await client.query<{ others: number }>(
+          `SELECT count(*)::int AS others FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+        );
+        if (rows[0]?.others === 0 || tries > 100) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await client.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await client.query<{ scans: number }>(
+        `SELECT sum(seq_scan)::int AS scans FROM pg_stat_user_tables
+          WHERE relname IN ('otp_requests', 'otp_deliveries')`,
+      );
+      return rows[0]?.scans ?? 0;
+    });
+
+  /** Each rule, as a write it must refuse; `$1` is a request id. */
+  const REFUSED = [
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at) VALUES ($1, 'a@example.com', 'x', 'fax', 6, 3, now(), now())`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at) VALUES ($1, 'a@example.com', 'x', 'sms', 3, 3, now(), now())`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at) VALUES ($1, 'a@example.com', 'x', 'sms', 11, 3, now(), now())`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at) VALUES ($1, 'a@example.com', 'x', 'sms', 6, 0, now(), now())`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at, delivery_status)
+     VALUES ($1, 'a@example.com', 'x', 'sms', 6, 3, now(), now(), 'lost')`,
+    `UPDATE otp_requests SET channel = 'fax' WHERE id = (SELECT id FROM otp_requests LIMIT 1)
+       AND $1::uuid IS NOT NULL`,
+    ...[
+      `'fax', 'sent', 'send', NULL, NULL`,
+      `'sms', 'lost', 'send', NULL, NULL`,
+      `'sms', 'sent', 'retry', NULL, NULL`,
+      `'sms', 'sent', 'send', repeat('a', 255), NULL`,
+      `'sms', 'sent', 'send', NULL, repeat('e', 33)`,
+    ].map(
+      (values) => `INSERT INTO otp_deliveries (request_id, seq, provider, channel, status, cause,
+         delivered_to, error_code) VALUES ($1, 1, 'p', ${values})`,
+    ),
+  ];
+
+  /** SQLSTATE of each write in REFUSED (none committed), and whether a valid pair of rows goes in. */
+  const rulesHeld = (url: string): Promise<{ refused: unknown[]; accepted: boolean }> =>
+    withClient(url, async (client) => {
+      const refused: unknown[] = [];
+      for (const sql of REFUSED) {
+        const outcome = await client.query(sql, [randomUUID()]).then(
+          () => 'accepted',
+          (error: { code?: string }) => error.code,
+        );
+        refused.push(outcome);
+      }
+      const id = randomUUID();
+      await client.query(
+        `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+           expires_at, resend_available_at) VALUES ($1, $2, 'x', 'push', 10, 1, now(), now())`,
+        [id, `${id}@example.com`],
+      );
+      const { rowCount } = await client.query(
+        `INSERT INTO otp_deliveries (request_id, seq, provider, channel, status, cause,
+           delivered_to, error_code) VALUES ($1, 1, 'p', 'push', 'undelivered', 'silence',
+           repeat('a', 254), repeat('e', 32))`,
+        [id],
+      );
+      return { refused, accepted: rowCount === 1 };
+    });
+
+  const everyRuleHeld = { refused: REFUSED.map(() => '23514'), accepted: true };
+
+  it('rewrites, rebuilds and scans nothing on a table with history, and every rule still holds', async () => {
+    const url = await freshDatabase();
+    await runMigrations(url, before);
+    await withClient(url, async (client) => {
+      await client.query(`
+        INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+                                  expires_at, resend_available_at, superseded_at)
+        SELECT gen_random_uuid(), 'seed-' || i, 'login', 'sms', 6, 3, now(), now(), now()
+          FROM generate_series(1, 20000) AS i`);
+      await client.query(`
+        INSERT INTO otp_deliveries (request_id, seq, channel, provider, status, cause)
+        SELECT id, 1, channel, 'webhook', 'sent', 'send' FROM otp_requests`);
+    });
+    expect(await rulesHeld(url)).toEqual(everyRuleHeld);
+    const filesBefore = await files(url);
+    const scansBefore = await scans(url);
+
+    await runMigrations(url, otpMigrations);
+
+    expect(await files(url)).toEqual(filesBefore);
+    expect(await scans(url)).toBe(scansBefore);
+    expect(await rulesHeld(url)).toEqual(everyRuleHeld);
+    const domains = await withClient(
+      url,
+      async (client) =>
+        (
+          await client.query<{ column: string; type: string }>(
+            `SELECT table_name || '.' || column_name AS column, domain_name AS type
+               FROM information_schema.columns
+              WHERE table_schema = current_schema() AND domain_name IS NOT NULL ORDER BY 1`,
+          )
+        ).rows,
+    );
+    expect(domains).toEqual([
+      { column: 'otp_deliveries.cause', type: 'otp_delivery_cause' },
+      { column: 'otp_deliveries.channel', type: 'otp_delivery_channel' },
+      { column: 'otp_deliveries.delivered_to', type: 'otp_delivered_to' },
+      { column: 'otp_deliveries.error_code', type: 'otp_error_code' },
+      { column: 'otp_deliveries.status', type: 'otp_delivery_status' },
+      { column: 'otp_requests.channel', type: 'otp_channel' },
+      { column: 'otp_requests.code_length', type: 'otp_code_length' },
+    ]);
+
+    // Reverted: the table CHECKs are back, the domains gone, the rules as before.
+    await withDataSource(url, async (dataSource) => {
+      const runner = dataSource.createQueryRunner();
+      try {
+        await runner.startTransaction();
+        await new MoveChecksToDomains1795300000008().down(runner);
+        await runner.commitTransaction();
+      } finally {
+        await runner.release();
+      }
+    });
+    expect(await files(url)).toEqual(filesBefore);
+    expect(await rulesHeld(url)).toEqual(everyRuleHeld);
+    expect((await schemaOf(url)).domains).toEqual([]);
   }, 120_000);
 });
 

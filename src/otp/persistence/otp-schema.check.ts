@@ -3,6 +3,7 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
   OTP_SCHEMA_COLUMNS,
   OTP_SCHEMA_RELATIONS,
+  OTP_SCHEMA_TYPES,
   otpMigrations,
 } from '../../../migrations/index.js';
 import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
@@ -91,9 +92,9 @@ export class OtpSchemaCheck implements OnModuleInit {
 }
 
 /**
- * The module's tables, indexes and columns (`OTP_SCHEMA_RELATIONS`, `OTP_SCHEMA_COLUMNS`) missing
- * from the database, by name; empty once every migration ran. One query; rejects when the
- * database cannot be reached. The start-up check and `OtpHealthIndicator` both use it.
+ * The module's tables, indexes, columns and types (`OTP_SCHEMA_RELATIONS`, `OTP_SCHEMA_COLUMNS`,
+ * `OTP_SCHEMA_TYPES`) missing from the database, by name; empty once every migration ran. One
+ * query; rejects when the database cannot be reached. The start-up check and `OtpHealthIndicator` both use it.
  */
 export async function findMissingOtpSchema(dataSource: DataSource): Promise<string[]> {
   const rows: { name: string }[] = await dataSource.query(
@@ -106,8 +107,10 @@ export async function findMissingOtpSchema(dataSource: DataSource): Promise<stri
            AND c.table_name = split_part(wanted, '.', 1)
            AND c.column_name = split_part(wanted, '.', 2))
         -- A missing table is named once, not with each of its columns.
-        AND to_regclass(split_part(wanted, '.', 1)) IS NOT NULL`,
-    [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS],
+        AND to_regclass(split_part(wanted, '.', 1)) IS NOT NULL
+     UNION ALL
+     SELECT name FROM unnest($3::text[]) AS name WHERE to_regtype(name) IS NULL`,
+    [OTP_SCHEMA_RELATIONS, OTP_SCHEMA_COLUMNS, OTP_SCHEMA_TYPES],
   );
   return rows.map((r) => r.name);
 }
