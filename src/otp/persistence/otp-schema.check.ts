@@ -10,7 +10,7 @@ import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 
 /**
- * At start, checks that the module's tables and the latest migration's indexes are in the
+ * At start, checks that the module's tables, columns and types and the latest migration's indexes are in the
  * database, so an unmigrated database stops the app with a message that says what to run, instead
  * of a first send answering 500. With `migrationsRun`, it runs the pending migrations instead.
  */
@@ -38,7 +38,7 @@ export class OtpSchemaCheck implements OnModuleInit {
       if (missing.length === 0) return;
     }
     throw new Error(
-      `OtpModule: the database is missing nest-otp's tables or indexes (${missing.join(', ')}); ` +
+      `OtpModule: the database is missing nest-otp's tables, indexes or types (${missing.join(', ')}); ` +
         `its migrations have not been run. Add \`otpMigrations\` (from 'nest-otp/migrations') to your ` +
         `DataSource's \`migrations\` and run them: \`npx typeorm migration:run -d <your data source file>\`, ` +
         `or TypeOrmModule's \`migrationsRun: true\`, or OtpModule's \`migrationsRun: true\`.`,
