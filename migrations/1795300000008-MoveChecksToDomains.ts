@@ -88,8 +88,8 @@ const TABLES = ['otp_requests', 'otp_deliveries'] as const;
 /**
  * Moves the one-column CHECKs of the two tables every send writes into domains, which Postgres
  * compiles once a session; a table's CHECKs it reads back from the catalog and plans again on every
- * INSERT and UPDATE, all of them whatever the statement changed (a fifth of the Postgres
- * instructions a send or a verify costs: bench/README.md, round 5). Same rules, same values
+ * INSERT and UPDATE, all of them whatever the statement changed. A send costs Postgres 13% fewer
+ * instructions with them as domains, a verify 18% (bench/README.md, round 5). Same rules, same values
  * refused (SQLSTATE 23514, named by the domain's constraint now); a domain is checked where a value
  * is written to its column.
  *
