@@ -27,9 +27,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { MigrationInterface } from 'typeorm';
-import { DataSource } from 'typeorm';
 import { createExampleApp } from '../example/bootstrap.js';
+import { runOtpMigrations } from '../example/database.js';
 import { otpMigrations } from '../migrations/index.js';
 import { OtpService } from '../src/otp/otp.service.js';
 import { CapturingProvider } from './capturing-provider.js';
@@ -83,19 +82,6 @@ const SEED = `
           FROM generate_series(1, ${HISTORY_ROWS}) AS g) AS rows;
   INSERT INTO otp_destinations (destination, version, updated_at)
   SELECT DISTINCT destination, 4, now() FROM otp_requests`;
-
-async function migrate(url: string, migrations: readonly (new () => MigrationInterface)[]) {
-  const dataSource = await new DataSource({
-    type: 'postgres',
-    url,
-    migrations: [...migrations],
-  }).initialize();
-  try {
-    await dataSource.runMigrations({ transaction: 'each' });
-  } finally {
-    await dataSource.destroy();
-  }
-}
 
 /** One send and one right verify through `OtpService`, and the module's statements of each. */
 async function capture(url: string): Promise<{ send: Captured[]; verify: Captured[] }> {
@@ -293,7 +279,7 @@ async function main(): Promise<void> {
     for (const { name, migrations } of databases) {
       await client.query(`CREATE DATABASE ${name}`);
       const url = `postgres://postgres@127.0.0.1:${port}/${name}`;
-      await migrate(url, migrations);
+      await runOtpMigrations(url, migrations);
       const db = new pg.Client(url);
       await db.connect();
       await db.query(SEED);
