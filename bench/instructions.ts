@@ -57,6 +57,7 @@ function asPostgres(bin: string, args: string[], input?: string): string {
   const [command, commandArgs] =
     process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
   const result = spawnSync(command, commandArgs, { input, encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (result.error) throw new Error(`${command}: ${result.error.message}`);
   if (result.status !== 0) {
     throw new Error(`${bin} ${args.join(' ')} failed: ${result.stderr || result.stdout}`);
   }
@@ -65,7 +66,14 @@ function asPostgres(bin: string, args: string[], input?: string): string {
 
 function binDir(): string {
   if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
-  return execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+  const found = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+  if (found.status !== 0) {
+    throw new Error(
+      'bench:instructions needs the Postgres server binaries: set PG_BINDIR to their folder ' +
+        '(Debian: /usr/lib/postgresql/<version>/bin), or put pg_config on PATH',
+    );
+  }
+  return found.stdout.trim();
 }
 
 /** History as a day of traffic leaves it: 4 sends a destination, none active, a third verified. */
