@@ -10,6 +10,7 @@ import {
   CHECK_DOMAINS,
   MoveChecksToDomains1795300000008,
 } from './1795300000008-MoveChecksToDomains.js';
+import { MergeOtpRequestsChecks1795300000009 } from './1795300000009-MergeOtpRequestsChecks.js';
 import { PartitionOtpRequests1795300000000 } from './1795300000000-PartitionOtpRequests.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
@@ -23,6 +24,7 @@ export const otpMigrations = [
   AddDeliveryReceipts1795300000006,
   ValidateOtpChannelPush1795300000007,
   MoveChecksToDomains1795300000008,
+  MergeOtpRequestsChecks1795300000009,
 ];
 
 /**

@@ -447,7 +447,7 @@ describe('AddPolicyIndexes (online-safe)', () => {
   }, 120_000);
 });
 
-describe('MoveChecksToDomains (online-safe)', () => {
+describe('MoveChecksToDomains and MergeOtpRequestsChecks (online-safe)', () => {
   const before = otpMigrations.slice(0, otpMigrations.indexOf(MoveChecksToDomains1795300000008));
 
   /** Every relation of the module's tables (tables and indexes) with its file: a rewrite changes it. */
@@ -480,6 +480,19 @@ describe('MoveChecksToDomains (online-safe)', () => {
       return rows[0]?.scans ?? 0;
     });
 
+  /** The CHECK constraints of otp_requests, by name. */
+  const checksOfRequests = (url: string): Promise<{ name: string; definition: string }[]> =>
+    withClient(
+      url,
+      async (client) =>
+        (
+          await client.query<{ name: string; definition: string }>(
+            `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint
+              WHERE conrelid = 'otp_requests'::regclass AND contype = 'c' ORDER BY 1`,
+          )
+        ).rows,
+    );
+
   /** Each rule, as a write it must refuse; `$1` is a request id. */
   const REFUSED = [
     `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
@@ -493,6 +506,12 @@ describe('MoveChecksToDomains (online-safe)', () => {
     `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
        expires_at, resend_available_at, delivery_status)
      VALUES ($1, 'a@example.com', 'x', 'sms', 6, 3, now(), now(), 'lost')`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       attempts_used, expires_at, resend_available_at)
+     VALUES ($1, 'a@example.com', 'x', 'sms', 6, 3, 4, now(), now())`,
+    `INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
+       expires_at, resend_available_at, verified_at, exhausted_at)
+     VALUES ($1, 'a@example.com', 'x', 'sms', 6, 3, now(), now(), now(), now())`,
     `UPDATE otp_requests SET channel = 'fax' WHERE id = (SELECT id FROM otp_requests LIMIT 1)
        AND $1::uuid IS NOT NULL`,
     ...[
@@ -578,17 +597,34 @@ describe('MoveChecksToDomains (online-safe)', () => {
       { column: 'otp_requests.code_length', type: 'otp_code_length' },
     ]);
 
-    // Reverted: the table CHECKs are back, the domains gone, the rules as before.
-    await withDataSource(url, async (dataSource) => {
-      const runner = dataSource.createQueryRunner();
-      try {
-        await runner.startTransaction();
-        await new MoveChecksToDomains1795300000008().down(runner);
-        await runner.commitTransaction();
-      } finally {
-        await runner.release();
-      }
-    });
+    expect(await checksOfRequests(url)).toEqual([
+      { name: 'otp_requests_max_attempts_check', definition: 'CHECK ((max_attempts >= 1))' },
+      {
+        name: 'otp_requests_row_check',
+        definition: expect.stringMatching(/ NOT VALID$/) as unknown,
+      },
+    ]);
+
+    // Reverted, newest first: the table CHECKs are back, the domains gone, the rules as before.
+    const dataSource = await new DataSource({
+      type: 'postgres',
+      url,
+      migrations: [...otpMigrations],
+    }).initialize();
+    try {
+      await dataSource.undoLastMigration({ transaction: 'each' });
+      await dataSource.undoLastMigration({ transaction: 'each' });
+    } finally {
+      await dataSource.destroy();
+    }
+    expect((await checksOfRequests(url)).map((check) => check.name)).toEqual([
+      'otp_requests_channel_push_check',
+      'otp_requests_check',
+      'otp_requests_check1',
+      'otp_requests_code_length_check',
+      'otp_requests_delivery_status_check',
+      'otp_requests_max_attempts_check',
+    ]);
     expect(await files(url)).toEqual(filesBefore);
     expect(await rulesHeld(url)).toEqual(everyRuleHeld);
     expect((await schemaOf(url)).domains).toEqual([]);
