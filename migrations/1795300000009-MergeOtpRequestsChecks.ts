@@ -12,8 +12,8 @@ const MERGED = [
  * columns; `delivery_status` is in the one-active-code index's predicate) become one, written in
  * the form Postgres stores shortest: it reads every CHECK of the table back from its stored text
  * and plans it on every INSERT and UPDATE, and `= ANY ('{…}'::text[])` is stored in half the
- * characters of `IN (…)`. Same rules, the same writes refused (SQLSTATE 23514), for 41k fewer
- * Postgres instructions a write: 5% of a verify, which writes twice (bench/README.md, round 5).
+ * characters of `IN (…)`. Same rules, the same writes refused (SQLSTATE 23514), for 18-33k fewer
+ * Postgres instructions a write: 7% of a verify, 2% of a send (bench/README.md, round 5).
  *
  * Online-safe: a catalog change under a short lock timeout. The new CHECK is added NOT VALID (it
  * checks every write from then on, and scans nothing under the lock); the rows already there passed
