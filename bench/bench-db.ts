@@ -58,11 +58,6 @@ export class BenchDb {
     return (await this.client.query<T>(sql, params)).rows;
   }
 
-  /** A value as a quoted SQL literal, escaped by the driver. */
-  escapeLiteral(value: string): string {
-    return this.client.escapeLiteral(value);
-  }
-
   /**
    * A second database on the same server, for the peer services (Better Auth creates its own
    * `user`, `session`, `account` and `verification` tables), dropped with this one.

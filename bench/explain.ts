@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { AppHandle } from './app-handle.js';
 import type { BenchDb } from './bench-db.js';
 import { FAILING_PREFIX } from './capturing-provider.js';
@@ -7,7 +6,7 @@ import type { Figures } from './figures.js';
 import { DESTINATION_UNDER_TEST } from './growth.js';
 import { wrongCode } from './hash-ceiling.js';
 import { expectStatus, post, request } from './http.js';
-import { labelOf, touchesOtpTable } from './statements.js';
+import { labelOf, sqlLiteral, touchesOtpTable } from './statements.js';
 
 /**
  * Takes every path of the app once, capturing the SQL it sends (text and parameters), on the
@@ -57,11 +56,6 @@ async function exercise(app: AppHandle): Promise<void> {
   await app.call('purge', {});
 }
 
-/** How the driver writes a parameter's value as text (`Date`, arrays, `Buffer`, …). */
-const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as {
-  prepareValue: (value: unknown) => string | Buffer | null;
-};
-
 const SCAN = /(?:Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)[^(]*/g;
 
 /** Plans Postgres builds for a prepared statement before `auto` may settle on a generic one. */
@@ -81,13 +75,7 @@ async function settledPlan(
   params: unknown[],
   analyze: boolean,
 ): Promise<{ plan: string; generic: boolean }> {
-  const literals = params.map((value) => {
-    const prepared = prepareValue(value);
-    if (prepared === null) return 'NULL';
-    return db.escapeLiteral(
-      typeof prepared === 'string' ? prepared : `\\x${prepared.toString('hex')}`,
-    );
-  });
+  const literals = params.map(sqlLiteral);
   const execute = `EXECUTE bench_explained${literals.length > 0 ? `(${literals.join(', ')})` : ''}`;
   await db.query('BEGIN');
   try {

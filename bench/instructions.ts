@@ -26,7 +26,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -38,16 +37,11 @@ import { CapturingProvider } from './capturing-provider.js';
 import { hmacApp } from './config.js';
 import { freePort } from '../test/support/free-port.js';
 import { QueryCounter } from './query-counter.js';
-import { labelOf } from './statements.js';
+import { labelOf, sqlLiteral } from './statements.js';
 
 const WARM = 20;
 const N = Number(process.env.BENCH_INSTRUCTIONS_N ?? 100);
 const HISTORY_ROWS = 20_000;
-
-/** How the driver writes a parameter's value as text (`Date`, arrays, `Buffer`, …). */
-const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as {
-  prepareValue: (value: unknown) => string | Buffer | null;
-};
 
 interface Captured {
   label: string;
@@ -154,11 +148,7 @@ function literal(value: unknown, i: number): string {
     }
     return `'${digest(`token-${i}`)}'`;
   }
-  const text = prepareValue(value);
-  if (text === null) return 'NULL';
-  return pg.Client.prototype.escapeLiteral(
-    typeof text === 'string' ? text : `\\x${text.toString('hex')}`,
-  );
+  return sqlLiteral(value);
 }
 
 const execute = (index: number, s: Captured, i: number): string =>

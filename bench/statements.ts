@@ -1,3 +1,6 @@
+import { createRequire } from 'node:module';
+import pg from 'pg';
+
 /**
  * Names for the SQL the app sends, by the repository method (or TypeORM call) that sends it, so
  * counter output and EXPLAIN plans read as code paths rather than SQL.
@@ -37,3 +40,21 @@ export function labelOf(sql: string): string {
 
 /** True for statements that read or write the OTP table (the ones worth an EXPLAIN). */
 export const touchesOtpTable = (sql: string): boolean => /\botp_requests\b/.test(sql);
+
+/** How the driver writes a parameter's value as text (`Date`, arrays, `Buffer`, …). */
+const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as {
+  prepareValue: (value: unknown) => string | Buffer | null;
+};
+
+/**
+ * A captured parameter as a SQL literal, written and escaped as the driver would send it: for
+ * EXECUTE, which takes no bound parameters (bench only: the app's own values, on the bench's own
+ * databases).
+ */
+export function sqlLiteral(value: unknown): string {
+  const prepared = prepareValue(value);
+  if (prepared === null) return 'NULL';
+  return pg.escapeLiteral(
+    typeof prepared === 'string' ? prepared : `\\x${prepared.toString('hex')}`,
+  );
+}

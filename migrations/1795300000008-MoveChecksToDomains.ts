@@ -9,8 +9,8 @@ interface DomainColumn {
   domain: string;
   /** The domain's base type: the column's before, or that type unbounded (`otp_channel`). */
   base: string;
-  /** The rule, on `VALUE`; the table CHECK's is the same with the column's name. */
-  rule: string;
+  /** The rule on `value` (`VALUE` for the domain, the column's name for the table CHECK). */
+  rule: (value: string) => string;
 }
 
 const COLUMNS: readonly DomainColumn[] = [
@@ -22,7 +22,7 @@ const COLUMNS: readonly DomainColumn[] = [
     // Not varchar(8): a column goes back from a domain to a bounded type only through a length
     // check, which rewrites the table. The rule bounds it (at most 5 characters).
     base: 'varchar',
-    rule: "IN ('sms', 'voice', 'email', 'push')",
+    rule: (v) => `${v} IN ('sms', 'voice', 'email', 'push')`,
   },
   {
     table: 'otp_requests',
@@ -30,7 +30,7 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_requests_code_length_check',
     domain: 'otp_code_length',
     base: 'smallint',
-    rule: 'BETWEEN 4 AND 10',
+    rule: (v) => `${v} BETWEEN 4 AND 10`,
   },
   {
     table: 'otp_deliveries',
@@ -38,7 +38,7 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_deliveries_channel_check',
     domain: 'otp_delivery_channel',
     base: 'text',
-    rule: "IN ('sms', 'voice', 'email', 'push')",
+    rule: (v) => `${v} IN ('sms', 'voice', 'email', 'push')`,
   },
   {
     table: 'otp_deliveries',
@@ -46,7 +46,7 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_deliveries_status_check',
     domain: 'otp_delivery_status',
     base: 'text',
-    rule: "IN ('queued', 'sent', 'delivered', 'undelivered', 'failed')",
+    rule: (v) => `${v} IN ('queued', 'sent', 'delivered', 'undelivered', 'failed')`,
   },
   {
     table: 'otp_deliveries',
@@ -54,7 +54,7 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_deliveries_cause_check',
     domain: 'otp_delivery_cause',
     base: 'text',
-    rule: "IN ('send', 'receipt', 'silence')",
+    rule: (v) => `${v} IN ('send', 'receipt', 'silence')`,
   },
   {
     table: 'otp_deliveries',
@@ -62,7 +62,7 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_deliveries_delivered_to_check',
     domain: 'otp_delivered_to',
     base: 'text',
-    rule: '<= 254',
+    rule: (v) => `length(${v}) <= 254`,
   },
   {
     table: 'otp_deliveries',
@@ -70,18 +70,12 @@ const COLUMNS: readonly DomainColumn[] = [
     tableCheck: 'otp_deliveries_error_code_check',
     domain: 'otp_error_code',
     base: 'text',
-    rule: '<= 32',
+    rule: (v) => `length(${v}) <= 32`,
   },
 ];
 
 /** The domains, by name (the module checks at start that they exist). */
 export const CHECK_DOMAINS: readonly string[] = COLUMNS.map((c) => c.domain);
-
-/** Length rules (`<= n`) apply to a text's length; the others to the value itself. */
-const onValue = (c: DomainColumn, value: string): string =>
-  c.base === 'text' && c.rule.startsWith('<=')
-    ? `length(${value}) ${c.rule}`
-    : `${value} ${c.rule}`;
 
 const TABLES = ['otp_requests', 'otp_deliveries'] as const;
 
@@ -127,7 +121,7 @@ export class MoveChecksToDomains1795300000008 implements MigrationInterface {
     }
     for (const c of COLUMNS) {
       await queryRunner.query(
-        `ALTER DOMAIN ${c.domain} ADD CONSTRAINT ${c.domain}_check\n  CHECK (${onValue(c, 'VALUE')}) NOT VALID`,
+        `ALTER DOMAIN ${c.domain} ADD CONSTRAINT ${c.domain}_check\n  CHECK (${c.rule('VALUE')}) NOT VALID`,
       );
     }
   }
@@ -143,7 +137,7 @@ export class MoveChecksToDomains1795300000008 implements MigrationInterface {
         `ALTER TABLE ${table}\n  ${[
           ...columns.map((c) => `ALTER COLUMN ${c.column} TYPE ${c.base}`),
           ...columns.map(
-            (c) => `ADD CONSTRAINT ${c.tableCheck} CHECK (${onValue(c, c.column)}) NOT VALID`,
+            (c) => `ADD CONSTRAINT ${c.tableCheck} CHECK (${c.rule(c.column)}) NOT VALID`,
           ),
         ].join(',\n  ')}`,
       );

@@ -17,6 +17,7 @@ import { migrationFileStem, migrationsSqlDir } from '../scripts/migrations-sql.j
 import { listOtpPartitions } from '../src/otp/partitioning/otp-partitions.js';
 import { purgeOtpRequests, type PurgeResult } from '../src/otp/retention/otp-retention.js';
 import { httpTraffic, watchLockWaits, type TrafficCall } from './support/live-traffic.js';
+import { withDataSource } from './support/data-source.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
 const adminUrl = (): string => {
@@ -56,16 +57,7 @@ async function runMigrations(
   url: string,
   migrations: readonly (typeof otpMigrations)[number][] = otpMigrations,
 ): Promise<void> {
-  const dataSource = await new DataSource({
-    type: 'postgres',
-    url,
-    migrations: [...migrations],
-  }).initialize();
-  try {
-    await dataSource.runMigrations({ transaction: 'each' });
-  } finally {
-    await dataSource.destroy();
-  }
+  await withDataSource(url, (ds) => ds.runMigrations({ transaction: 'each' }), migrations);
 }
 
 /**
@@ -606,17 +598,14 @@ describe('MoveChecksToDomains and MergeOtpRequestsChecks (online-safe)', () => {
     ]);
 
     // Reverted, newest first: the table CHECKs are back, the domains gone, the rules as before.
-    const dataSource = await new DataSource({
-      type: 'postgres',
+    await withDataSource(
       url,
-      migrations: [...otpMigrations],
-    }).initialize();
-    try {
-      await dataSource.undoLastMigration({ transaction: 'each' });
-      await dataSource.undoLastMigration({ transaction: 'each' });
-    } finally {
-      await dataSource.destroy();
-    }
+      async (dataSource) => {
+        await dataSource.undoLastMigration({ transaction: 'each' });
+        await dataSource.undoLastMigration({ transaction: 'each' });
+      },
+      otpMigrations,
+    );
     expect((await checksOfRequests(url)).map((check) => check.name)).toEqual([
       'otp_requests_channel_push_check',
       'otp_requests_check',
@@ -651,15 +640,6 @@ async function seedHistory(url: string, rows: number): Promise<void> {
     );
     await client.query('VACUUM ANALYZE otp_requests');
   });
-}
-
-async function withDataSource<T>(url: string, work: (ds: DataSource) => Promise<T>): Promise<T> {
-  const dataSource = await new DataSource({ type: 'postgres', url }).initialize();
-  try {
-    return await work(dataSource);
-  } finally {
-    await dataSource.destroy();
-  }
 }
 
 /** AddPolicyIndexes' own up / down, on a connection of their own outside any transaction. */

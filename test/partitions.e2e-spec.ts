@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { DataSource, type MigrationInterface } from 'typeorm';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { AddPolicyIndexes1795300000002 } from '../migrations/1795300000002-AddPolicyIndexes.js';
 import { otpMigrations, otpPartitionedMigrations } from '../migrations/index.js';
@@ -18,6 +17,7 @@ import {
 import { findMissingOtpSchema } from '../src/otp/persistence/otp-schema.check.js';
 import { purgeOtpRequests } from '../src/otp/retention/otp-retention.js';
 import { describeWithPgPartman } from './support/services.js';
+import { withDataSource } from './support/data-source.js';
 import { startTestApp, uniqueEmail } from './support/test-app.js';
 
 /**
@@ -55,23 +55,6 @@ async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T
 
 const sql = <T = Record<string, unknown>>(url: string, text: string, params: unknown[] = []) =>
   withClient(url, async (client) => (await client.query(text, params)).rows as T[]);
-
-async function withDataSource<T>(
-  url: string,
-  work: (ds: DataSource) => Promise<T>,
-  migrations: readonly (new () => MigrationInterface)[] = [],
-): Promise<T> {
-  const dataSource = await new DataSource({
-    type: 'postgres',
-    url,
-    migrations: [...migrations],
-  }).initialize();
-  try {
-    return await work(dataSource);
-  } finally {
-    await dataSource.destroy();
-  }
-}
 
 async function partitionedDatabase(): Promise<string> {
   const url = await freshDatabase();
