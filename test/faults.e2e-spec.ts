@@ -80,10 +80,15 @@ describe('graceful shutdown (SIGTERM)', () => {
       OTP_WEBHOOK_URL: sink.url,
     });
     try {
-      sink.delayMs = 1500; // the delivery is still in flight when SIGTERM arrives
+      sink.delayMs = 3000; // the delivery is still in flight when SIGTERM arrives
       const email = uniqueEmail();
       const inFlight = postJson(`${app.url}/otp/send`, { destination: email });
-      await new Promise((r) => setTimeout(r, 500));
+      // SIGTERM once the send is in flight (its delivery reached the sink), not after a fixed
+      // pause: on a busy machine the request may not even have connected after one.
+      for (let waited = 0; !sink.messages.some((m) => m.destination === email); waited += 20) {
+        if (waited > 20_000) throw new Error('the send never reached its delivery');
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const exited = app.stop('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
       const refused = await fetch(`${app.url}/otp/send`, { method: 'POST' }).then(
