@@ -122,6 +122,8 @@ describe('resolveOtpOptions', () => {
     ['throttleStoreFailure', { throttleStoreFailure: 'maybe' as 'open' }],
     ['statementTimeoutMs', { statementTimeoutMs: 0 }],
     ['poolSize', { poolSize: 0 }],
+    ['verifyCacheSize', { verifyCacheSize: -1 }],
+    ['verifyCacheSize', { verifyCacheSize: 1.5 }],
   ])('refuses an invalid %s (%o), naming it', (name, input) => {
     expect(() => resolveOtpOptions(input)).toThrow(name);
   });

@@ -36,7 +36,12 @@ import { OTP_HASHER, OTP_OPTIONS } from './otp.constants.js';
 import type { OtpModuleOptions } from './otp.options.js';
 import { PURPOSE_PATTERN, type OtpChannel, type OtpRequestStatus } from './otp.types.js';
 import type { OtpRequest } from './persistence/otp-request.entity.js';
-import { OtpRequestRepository, type NewOtpRequest } from './persistence/otp-request.repository.js';
+import {
+  OtpRequestRepository,
+  type NewOtpRequest,
+  type VerifyClaim,
+} from './persistence/otp-request.repository.js';
+import { RecentCodes } from './persistence/recent-codes.js';
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
 import type { PurgeResult } from './retention/otp-retention.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
@@ -197,6 +202,8 @@ export class OtpService {
   private readonly decoyHashes = new Map<number, Promise<string>>();
   /** Clients of an auto-resend whose verify passed its challenge in the same call. */
   private readonly challengePassed = new WeakSet<OtpClient>();
+  /** Codes this instance sent, for a one-statement verify (HMAC only: see `verify`). */
+  private readonly recentCodes: RecentCodes;
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
@@ -208,6 +215,7 @@ export class OtpService {
     private readonly adaptive: OtpFallbackService,
   ) {
     this.policies = purposePoliciesOf(options);
+    this.recentCodes = new RecentCodes(hasher.digest ? options.verifyCacheSize : 0);
   }
 
   /**
@@ -347,6 +355,7 @@ export class OtpService {
       provider: delivery.provider,
       deliveredTo: delivery.deliveredTo,
     });
+    this.recentCodes.remember(destination.value, purpose, { id, expiresAt: row.expiresAt });
     const carriedBy = delivery.channel;
     const fallbackChannel = fallbackChannelFor(
       [
@@ -438,7 +447,10 @@ export class OtpService {
   /**
    * Checks a code. Each call reserves one attempt first (a conditional UPDATE), compares the hash
    * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
-   * guesses never evaluate more than `maxAttempts` and a code verifies once.
+   * guesses never evaluate more than `maxAttempts` and a code verifies once. A guess at a code this
+   * instance sent (and remembers: `verifyCacheSize`, HMAC only) is compared first; when right, the
+   * reservation marks it verified itself, in one statement. Either way no guess is answered on an
+   * attempt that was not reserved.
    */
   async verify(input: VerifyOtpInput, client: OtpClient = {}): Promise<VerifyOtpResult> {
     const started = performance.now();
@@ -475,6 +487,24 @@ export class OtpService {
     );
     const challenged = this.challengeDue(failedBefore);
     const subject = input.subject ?? null;
+    const clientBinding = policy.bindToClient ? clientHash(policy.bindToClient, client) : null;
+
+    // A code this instance sent: the guess is bound to its request now, and the reserving
+    // statement compares it on the attempt it reserves (a right one verifies in that statement).
+    const remembered = this.hasher.digest
+      ? this.recentCodes.recall(destination.value, purpose)
+      : undefined;
+    const token = remembered ? createVerificationToken() : undefined;
+    const claim: VerifyClaim | null =
+      remembered && token && this.hasher.digest
+        ? {
+            id: remembered.id,
+            codeHash: this.hasher.digest(input.code, remembered.id),
+            tokenHash: token.hash,
+            tokenTtlSeconds: this.options.tokenTtlSeconds,
+            clientHash: clientBinding,
+          }
+        : null;
 
     const budget = this.options.subjectLimits?.maxFailedVerifiesPerDay;
     const attempt =
@@ -488,10 +518,11 @@ export class OtpService {
               const until = new Date((history.oldestFailure ?? history.now).getTime() + 86_400_000);
               throw new AttemptsExceededError(secondsUntil(until, history.now));
             }
-            return this.requests.reserveAttempt(destination.value, purpose, subject);
+            return this.requests.reserveAttempt(destination.value, purpose, subject, claim);
           })
-        : await this.requests.reserveAttempt(destination.value, purpose, subject);
+        : await this.requests.reserveAttempt(destination.value, purpose, subject, claim);
     if (!attempt) {
+      if (remembered) this.recentCodes.forget(destination.value, purpose, remembered.id);
       // Same hashing work as a real guess, so timing does not tell whether a code exists.
       await this.hasher.matches(input.code, 'decoy', await this.decoy(length));
       throw await this.noActiveCode(destination.value, purpose, policy, input, client, challenged);
@@ -503,14 +534,31 @@ export class OtpService {
       channel: resolveChannel(destination, this.defaultChannel(destination, policy.channels)),
       destination: maskDestination(destination.value),
     };
+    if (attempt.kind === 'verified') {
+      // Only a claim comes back verified, and a claim is made with its token.
+      if (!token) throw new Error('OtpService: a verify without a claim came back verified');
+      this.recentCodes.forget(destination.value, purpose, attempt.id);
+      return {
+        verified: true,
+        verificationToken: token.token,
+        tokenExpiresAt: attempt.tokenExpiresAt,
+      };
+    }
+    if (remembered && remembered.id !== attempt.id) {
+      // A resend elsewhere (another instance) replaced the remembered code.
+      this.recentCodes.forget(destination.value, purpose, remembered.id);
+    }
 
-    if (await this.hasher.matches(input.code, attempt.id, attempt.codeHash)) {
-      const token = createVerificationToken();
+    if (
+      attempt.kind === 'reserved' &&
+      (await this.hasher.matches(input.code, attempt.id, attempt.codeHash))
+    ) {
+      const verifiedToken = token ?? createVerificationToken();
       const tokenExpiresAt = await this.requests.markVerified(
         attempt.id,
-        token.hash,
+        verifiedToken.hash,
         this.options.tokenTtlSeconds,
-        policy.bindToClient ? clientHash(policy.bindToClient, client) : null,
+        clientBinding,
       );
       // Null: a resend superseded the code, or it expired, while this guess was being checked.
       if (!tokenExpiresAt) {
@@ -523,9 +571,9 @@ export class OtpService {
           challenged,
         );
       }
-      return { verified: true, verificationToken: token.token, tokenExpiresAt };
+      this.recentCodes.forget(destination.value, purpose, attempt.id);
+      return { verified: true, verificationToken: verifiedToken.token, tokenExpiresAt };
     }
-
     const remaining = attempt.maxAttempts - attempt.attemptsUsed;
     if (remaining >= 1) {
       trace.attemptsRemaining = remaining;
@@ -533,6 +581,7 @@ export class OtpService {
       throw new InvalidCodeError(remaining, this.challengeDue(failedBefore + 1) === true);
     }
     await this.requests.markExhausted(attempt.id, destination.value, purpose);
+    this.recentCodes.forget(destination.value, purpose, attempt.id);
     trace.exhaustedNow = true;
     throw new AttemptsExceededError(
       await this.waitBeforeNextSend(destination.value, purpose, policy),

@@ -4,6 +4,7 @@ import request, { type Response } from 'supertest';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../../example/database.js';
 import type { CodeHasher } from '../../src/otp/crypto/code-hasher.js';
 import { OTP_HASHER } from '../../src/otp/otp.constants.js';
+import { OtpRequestRepository } from '../../src/otp/persistence/otp-request.repository.js';
 import type { OtpModuleOptionsInput } from '../../src/otp/otp.options.js';
 import {
   bootExampleApp,
@@ -128,7 +129,10 @@ export async function startPrivateApp(
  * (made when there is no code to check) are counted apart. Observes only: answers are unchanged.
  */
 export interface GuessSpy {
-  /** Request id → the codes compared against its hash, in order. */
+  /**
+   * Request id → the codes compared against its hash, in order: by the hasher (`matches`) or by
+   * the reserving statement (a guess bound to a code the instance sent, `digest`).
+   */
   evaluated: Map<string, string[]>;
   decoys: number;
   reset(): void;
@@ -136,7 +140,7 @@ export interface GuessSpy {
 
 export function spyOnGuesses(app: INestApplication): GuessSpy {
   const hasher = app.get<CodeHasher>(OTP_HASHER);
-  const original = hasher.matches.bind(hasher);
+  const requests = app.get(OtpRequestRepository);
   const spy: GuessSpy = {
     evaluated: new Map(),
     decoys: 0,
@@ -145,10 +149,34 @@ export function spyOnGuesses(app: INestApplication): GuessSpy {
       spy.decoys = 0;
     },
   };
+  const record = (id: string, code: string): void => {
+    spy.evaluated.set(id, [...(spy.evaluated.get(id) ?? []), code]);
+  };
+  const matches = hasher.matches.bind(hasher);
   hasher.matches = (code: string, binding: string, storedHash: string): Promise<boolean> => {
     if (binding === 'decoy') spy.decoys += 1;
-    else spy.evaluated.set(binding, [...(spy.evaluated.get(binding) ?? []), code]);
-    return original(code, binding, storedHash);
+    else record(binding, code);
+    return matches(code, binding, storedHash);
+  };
+  // A bound guess is compared by the statement only if it reserves the attempt on that request:
+  // the guess is recorded then, and not when it is bound.
+  const bound = new Map<string, string>();
+  const digest = hasher.digest?.bind(hasher);
+  if (digest) {
+    hasher.digest = (code: string, binding: string): string => {
+      const hash = digest(code, binding);
+      bound.set(hash, code);
+      return hash;
+    };
+  }
+  const reserve = requests.reserveAttempt.bind(requests);
+  requests.reserveAttempt = async (...args: Parameters<OtpRequestRepository['reserveAttempt']>) => {
+    const reservation = await reserve(...args);
+    const claim = args[3];
+    if (claim && reservation && reservation.kind !== 'reserved') {
+      record(reservation.id, bound.get(claim.codeHash) ?? '(unknown)');
+    }
+    return reservation;
   };
   return spy;
 }

@@ -7,6 +7,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * and equal codes never hash alike.
  */
 export interface CodeHasher {
+  /**
+   * The hash `hash` would store for `code` and `binding`, for a hasher whose hashes are a function
+   * of the two (HMAC). A verify that knows the request (a code this instance sent) hands it to the
+   * reserving statement, which compares it with the stored hash on the attempt it reserves: a right
+   * code then verifies in one statement. A salted hasher (bcrypt) has none.
+   */
+  digest?(code: string, binding: string): string;
   hash(code: string, binding: string): Promise<string>;
   matches(code: string, binding: string, storedHash: string): Promise<boolean>;
 }
@@ -36,17 +43,21 @@ export class HmacCodeHasher implements CodeHasher {
   constructor(private readonly secret: string) {}
 
   hash(code: string, binding: string): Promise<string> {
-    return Promise.resolve(HmacCodeHasher.PREFIX + this.digest(code, binding).toString('base64'));
+    return Promise.resolve(this.digest(code, binding));
+  }
+
+  digest(code: string, binding: string): string {
+    return HmacCodeHasher.PREFIX + this.mac(code, binding).toString('base64');
   }
 
   matches(code: string, binding: string, storedHash: string): Promise<boolean> {
     if (!storedHash.startsWith(HmacCodeHasher.PREFIX)) return Promise.resolve(false);
     const expected = Buffer.from(storedHash.slice(HmacCodeHasher.PREFIX.length), 'base64');
-    const actual = this.digest(code, binding);
+    const actual = this.mac(code, binding);
     return Promise.resolve(expected.length === actual.length && timingSafeEqual(expected, actual));
   }
 
-  private digest(code: string, binding: string): Buffer {
+  private mac(code: string, binding: string): Buffer {
     return createHmac('sha256', this.secret).update(boundInput(code, binding)).digest();
   }
 }

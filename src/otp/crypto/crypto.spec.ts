@@ -123,6 +123,21 @@ describe('BcryptCodeHasher', () => {
 });
 
 describe('HmacCodeHasher', () => {
+  it('digest is the hash it stores: the same code and request only, the secret keyed in', async () => {
+    const hasher = new HmacCodeHasher(SECRET);
+    const requestId = randomUUID();
+    const stored = await hasher.hash('123456', requestId);
+    expect(hasher.digest('123456', requestId)).toBe(stored);
+    expect(hasher.digest('123457', requestId)).not.toBe(stored);
+    expect(hasher.digest('123456', randomUUID())).not.toBe(stored);
+    expect(new HmacCodeHasher(OTHER_SECRET).digest('123456', requestId)).not.toBe(stored);
+    expect(stored).not.toContain('123456');
+  });
+
+  it('bcrypt has no digest: its hashes are salted', () => {
+    expect((new BcryptCodeHasher(4) as { digest?: unknown }).digest).toBeUndefined();
+  });
+
   it('does not match a hash made with another secret', async () => {
     const requestId = randomUUID();
     const hash = await new HmacCodeHasher(OTHER_SECRET).hash('123456', requestId);

@@ -145,6 +145,9 @@ const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at I
 /** The flow's active code: `:destination`, `:purpose`. */
 const IN_FLOW = `(destination = :destination AND purpose = :purpose AND ${ACTIVE})`;
 
+/** The row is the claimed request and the guess bound to it is its hash (`RESERVE_ATTEMPT`). */
+const CLAIM_MATCHES = `(id = :claimedId::uuid AND code_hash = :claimedHash::varchar)`;
+
 /**
  * A row holding idempotency key `:idempotencyKey` created more than `:keyWindowSeconds` before
  * `:now`: its key may be taken again. A recent holder is never released, so a concurrent send with
@@ -338,13 +341,38 @@ const MARK_FAILED = new Statement<'id'>(
  * of live hashes (a plan reading that one scanned every live code of every destination: cheap
  * while few are live, ruinous once many are, and a plan is kept until the table is analyzed again).
  * An active, unexpired code always holds a hash; the caller refuses a row without.
+ *
+ * A verify that knows the flow's request (`:claimedId`, a code this instance sent) binds its guess
+ * to it beforehand (`:claimedHash`, `CodeHasher.digest`). If the row reserved is that request, the
+ * statement compares the two itself, on the attempt it reserves, and a right guess is marked
+ * verified with its token in the same UPDATE, as `MARK_VERIFIED` would: one statement and one
+ * commit. Any other row is only reserved, and the caller compares as usual. The SET sees the row
+ * before the UPDATE, so the comparison is with the hash as it was. Every verify runs this one
+ * statement, claim or none: where no row qualifies (no code, used up, expired) the work is the same
+ * whatever the guess. The stored hash and the bound guess are both HMACs keyed with the server's
+ * secret: how much of them matches says nothing of the code (`SECURITY.md`).
  */
 const RESERVE_ATTEMPT = new Statement<
-  'destination' | 'purpose' | 'subject',
-  Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts'>
+  | 'destination'
+  | 'purpose'
+  | 'subject'
+  | 'claimedId'
+  | 'claimedHash'
+  | 'tokenHash'
+  | 'tokenTtlSeconds'
+  | 'clientHash',
+  Pick<OtpRequestRow, 'id' | 'code_hash' | 'attempts_used' | 'max_attempts' | 'token_expires_at'>
 >(
   `WITH reserved AS (
-     UPDATE otp_requests SET attempts_used = attempts_used + 1
+     UPDATE otp_requests SET attempts_used = attempts_used + 1,
+       verified_at = CASE WHEN ${CLAIM_MATCHES} THEN statement_timestamp() ELSE verified_at END,
+       code_hash = CASE WHEN ${CLAIM_MATCHES} THEN NULL ELSE code_hash END,
+       token_hash = CASE WHEN ${CLAIM_MATCHES} THEN :tokenHash::char(64) ELSE token_hash END,
+       token_client_hash = CASE WHEN ${CLAIM_MATCHES} THEN :clientHash::text
+         ELSE token_client_hash END,
+       token_expires_at = CASE WHEN ${CLAIM_MATCHES}
+         THEN statement_timestamp() + make_interval(secs => :tokenTtlSeconds::int)
+         ELSE token_expires_at END
       WHERE ${IN_FLOW}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         -- A code verifies only for the account it was sent for (none for none): a verify made
@@ -354,7 +382,7 @@ const RESERVE_ATTEMPT = new Statement<
         -- Only a code whose delivery was recorded: one whose outcome could not be written (the
         -- database refused it) is never usable, so a 503 send leaves no working code behind.
         AND delivery_status = 'sent'
-      RETURNING id, code_hash, attempts_used, max_attempts)
+      RETURNING id, code_hash, attempts_used, max_attempts, token_expires_at)
    SELECT * FROM reserved`,
 );
 
@@ -539,11 +567,24 @@ export interface SubjectSnapshot {
 }
 
 /** What a reserved verify attempt hands back: enough to check the guess outside any lock. */
-export interface ReservedAttempt {
+/** What `reserveAttempt` reserved. */
+export type Reservation =
+  /** An attempt on request `id`, whose hash the caller compares the guess with. */
+  | { kind: 'reserved'; id: string; codeHash: string; attemptsUsed: number; maxAttempts: number }
+  /** An attempt on the claimed request, whose hash the statement found the guess was not. */
+  | { kind: 'wrong'; id: string; attemptsUsed: number; maxAttempts: number }
+  /** The claimed request, reserved and verified in one statement; its token expires then. */
+  | { kind: 'verified'; id: string; tokenExpiresAt: Date };
+
+/** A guess bound to a request this instance sent, and what its token needs if it verifies. */
+export interface VerifyClaim {
+  /** The request the guess is bound to. */
   id: string;
+  /** The guess as that request's stored hash would be, if right (`CodeHasher.digest`). */
   codeHash: string;
-  attemptsUsed: number;
-  maxAttempts: number;
+  tokenHash: string;
+  tokenTtlSeconds: number;
+  clientHash: string | null;
 }
 
 /**
@@ -680,21 +721,35 @@ export class OtpRequestRepository {
 
   /**
    * Reserves one attempt on the flow's active code, if it has one left and has not expired: a single
-   * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them.
+   * conditional UPDATE, so N concurrent guesses reserve at most `max_attempts` between them. With a
+   * `claim` on the request reserved, the statement has compared the guess: the answer is `verified`
+   * (with the token attached) or `wrong`; otherwise it is `reserved`, for the caller to compare.
    */
   async reserveAttempt(
     destination: string,
     purpose: string,
     subject: string | null = null,
-  ): Promise<ReservedAttempt | null> {
-    const [row] = await this.query(RESERVE_ATTEMPT, { destination, purpose, subject });
-    if (!row || !row.code_hash) return null;
-    return {
-      id: row.id,
-      codeHash: row.code_hash,
-      attemptsUsed: row.attempts_used,
-      maxAttempts: row.max_attempts,
-    };
+    claim: VerifyClaim | null = null,
+  ): Promise<Reservation | null> {
+    const [row] = await this.query(RESERVE_ATTEMPT, {
+      destination,
+      purpose,
+      subject,
+      claimedId: claim?.id ?? null,
+      claimedHash: claim?.codeHash ?? null,
+      tokenHash: claim?.tokenHash ?? null,
+      tokenTtlSeconds: claim?.tokenTtlSeconds ?? 0,
+      clientHash: claim?.clientHash ?? null,
+    });
+    if (!row) return null;
+    const attempts = { attemptsUsed: row.attempts_used, maxAttempts: row.max_attempts };
+    if (claim && row.id === claim.id) {
+      return row.token_expires_at
+        ? { kind: 'verified', id: row.id, tokenExpiresAt: row.token_expires_at }
+        : { kind: 'wrong', id: row.id, ...attempts };
+    }
+    if (!row.code_hash) return null;
+    return { kind: 'reserved', id: row.id, codeHash: row.code_hash, ...attempts };
   }
 
   /** Drops the hash of the flow's code `id` if it is still active and past its expiry. */
