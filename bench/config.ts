@@ -69,6 +69,10 @@ const outOfTheWay: OtpModuleOptionsInput = {
   maxSendsPerDay: 1_000_000_000,
   // Codes minted at the start of a section must still be valid at its end.
   ttlSeconds: 3600,
+  // BENCH_VERIFY_CACHE_SIZE=0 measures the two-statement verify (a code sent by another instance).
+  ...(process.env.BENCH_VERIFY_CACHE_SIZE
+    ? { verifyCacheSize: Number(process.env.BENCH_VERIFY_CACHE_SIZE) }
+    : {}),
 };
 
 /** Section 1: bcrypt at the default cost; many wrong guesses per code, each one evaluated. */

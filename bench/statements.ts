@@ -20,7 +20,7 @@ const LABELS: [RegExp, string][] = [
   ],
   [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
-  [/^\s*WITH reserved AS/, 'reserve attempt (reserveAttempt)'],
+  [/^\s*WITH reserved AS/, 'reserve attempt, verify a claimed code (reserveAttempt)'],
   [
     /^\s*UPDATE otp_requests SET code_hash = NULL\s+WHERE \(destination/,
     'drop an expired hash (dropExpiredHash)',
