@@ -448,9 +448,10 @@ export class OtpService {
    * Checks a code. Each call reserves one attempt first (a conditional UPDATE), compares the hash
    * outside any lock, then marks the code verified with a second conditional UPDATE; so concurrent
    * guesses never evaluate more than `maxAttempts` and a code verifies once. A guess at a code this
-   * instance sent (and remembers: `verifyCacheSize`, HMAC only) is compared first; when right, the
-   * reservation marks it verified itself, in one statement. Either way no guess is answered on an
-   * attempt that was not reserved.
+   * instance sent (and remembers: `verifyCacheSize`, HMAC only) is bound to that request first, and
+   * the reservation compares it with the stored hash on the attempt it reserves and, when right,
+   * marks the code verified itself: one statement. Either way a guess is compared only on a
+   * reserved attempt.
    */
   async verify(input: VerifyOtpInput, client: OtpClient = {}): Promise<VerifyOtpResult> {
     const started = performance.now();
@@ -491,9 +492,7 @@ export class OtpService {
 
     // A code this instance sent: the guess is bound to its request now, and the reserving
     // statement compares it on the attempt it reserves (a right one verifies in that statement).
-    const remembered = this.hasher.digest
-      ? this.recentCodes.recall(destination.value, purpose)
-      : undefined;
+    const remembered = this.recentCodes.recall(destination.value, purpose);
     const token = remembered ? createVerificationToken() : undefined;
     const claim: VerifyClaim | null =
       remembered && token && this.hasher.digest
