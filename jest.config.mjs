@@ -29,14 +29,18 @@ export default {
   testTimeout,
   projects: [
     { ...project, displayName: 'default' },
-    // The race and policy suites again, unchanged, on a database with the partitioned layout
-    // (otpPartitionedMigrations; global setup makes it): the one-active-code, idempotency and
-    // limit guarantees must hold there too. test/support/partitioned-layout.cjs points
+    // The race, policy and one-statement verify suites again, unchanged, on a database with the
+    // partitioned layout (otpPartitionedMigrations; global setup makes it): the one-active-code,
+    // idempotency, limit and attempt guarantees must hold there too. test/support/partitioned-layout.cjs points
     // TEST_DATABASE_URL at it.
     {
       ...project,
       displayName: 'partitioned',
-      testMatch: ['<rootDir>/test/races.e2e-spec.ts', '<rootDir>/test/policy.e2e-spec.ts'],
+      testMatch: [
+        '<rootDir>/test/races.e2e-spec.ts',
+        '<rootDir>/test/policy.e2e-spec.ts',
+        '<rootDir>/test/verify-one-statement.e2e-spec.ts',
+      ],
       setupFiles: ['<rootDir>/test/support/partitioned-layout.cjs'],
     },
   ],

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
 import { OtpConnection } from '../src/otp/persistence/otp-connection.js';
 import { expectError, sendCode, wrongCode } from './support/contract.js';
+import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
 import { rowsFor, startTestApp, type TestApp, travel, uniqueEmail } from './support/test-app.js';
 
 /**
@@ -205,3 +206,5 @@ describe('verify without the one-statement path', () => {
     }
   });
 });
+
+describe('the database under test', () => itRunsOnTheLayoutUnderTest());
