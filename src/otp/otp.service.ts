@@ -493,9 +493,10 @@ export class OtpService {
     // A code this instance sent: the guess is bound to its request now, and the reserving
     // statement compares it on the attempt it reserves (a right one verifies in that statement).
     const remembered = this.recentCodes.recall(destination.value, purpose);
-    const token = remembered ? createVerificationToken() : undefined;
+    // Issued if this guess verifies, in either statement; made up front, so one token serves both.
+    const token = createVerificationToken();
     const claim: VerifyClaim | null =
-      remembered && token && this.hasher.digest
+      remembered && this.hasher.digest
         ? {
             id: remembered.id,
             codeHash: this.hasher.digest(input.code, remembered.id),
@@ -534,8 +535,6 @@ export class OtpService {
       destination: maskDestination(destination.value),
     };
     if (attempt.kind === 'verified') {
-      // Only a claim comes back verified, and a claim is made with its token.
-      if (!token) throw new Error('OtpService: a verify without a claim came back verified');
       this.recentCodes.forget(destination.value, purpose, attempt.id);
       return {
         verified: true,
@@ -552,10 +551,9 @@ export class OtpService {
       attempt.kind === 'reserved' &&
       (await this.hasher.matches(input.code, attempt.id, attempt.codeHash))
     ) {
-      const verifiedToken = token ?? createVerificationToken();
       const tokenExpiresAt = await this.requests.markVerified(
         attempt.id,
-        verifiedToken.hash,
+        token.hash,
         this.options.tokenTtlSeconds,
         clientBinding,
       );
@@ -570,8 +568,7 @@ export class OtpService {
           challenged,
         );
       }
-      this.recentCodes.forget(destination.value, purpose, attempt.id);
-      return { verified: true, verificationToken: verifiedToken.token, tokenExpiresAt };
+      return { verified: true, verificationToken: token.token, tokenExpiresAt };
     }
     const remaining = attempt.maxAttempts - attempt.attemptsUsed;
     if (remaining >= 1) {

@@ -145,6 +145,26 @@ const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at I
 /** The flow's active code: `:destination`, `:purpose`. */
 const IN_FLOW = `(destination = :destination AND purpose = :purpose AND ${ACTIVE})`;
 
+/**
+ * What marking a code verified writes: the hash goes, the token's hash, client binding and expiry
+ * come. `MARK_VERIFIED` writes it; `RESERVE_ATTEMPT` writes it on a claimed code the guess matched.
+ */
+const VERIFIED_SET: readonly (readonly [column: string, value: string])[] = [
+  ['verified_at', 'statement_timestamp()'],
+  ['code_hash', 'NULL'],
+  ['token_hash', ':tokenHash::char(64)'],
+  ['token_client_hash', ':clientHash::text'],
+  ['token_expires_at', 'statement_timestamp() + make_interval(secs => :tokenTtlSeconds::int)'],
+];
+
+/** `VERIFIED_SET` as a SET list; with `when`, each column keeps its value unless `when` holds. */
+const verifiedSet = (when?: string): string =>
+  VERIFIED_SET.map(([column, value]) =>
+    when
+      ? `${column} = CASE WHEN ${when} THEN ${value} ELSE ${column} END`
+      : `${column} = ${value}`,
+  ).join(',\n       ');
+
 /** The row is the claimed request and the guess bound to it is its hash (`RESERVE_ATTEMPT`). */
 const CLAIM_MATCHES = `(id = :claimedId::uuid AND code_hash = :claimedHash::varchar)`;
 
@@ -365,14 +385,7 @@ const RESERVE_ATTEMPT = new Statement<
 >(
   `WITH reserved AS (
      UPDATE otp_requests SET attempts_used = attempts_used + 1,
-       verified_at = CASE WHEN ${CLAIM_MATCHES} THEN statement_timestamp() ELSE verified_at END,
-       code_hash = CASE WHEN ${CLAIM_MATCHES} THEN NULL ELSE code_hash END,
-       token_hash = CASE WHEN ${CLAIM_MATCHES} THEN :tokenHash::char(64) ELSE token_hash END,
-       token_client_hash = CASE WHEN ${CLAIM_MATCHES} THEN :clientHash::text
-         ELSE token_client_hash END,
-       token_expires_at = CASE WHEN ${CLAIM_MATCHES}
-         THEN statement_timestamp() + make_interval(secs => :tokenTtlSeconds::int)
-         ELSE token_expires_at END
+       ${verifiedSet(CLAIM_MATCHES)}
       WHERE ${IN_FLOW}
         AND attempts_used < max_attempts AND expires_at > statement_timestamp()
         -- A code verifies only for the account it was sent for (none for none): a verify made
@@ -401,10 +414,8 @@ const MARK_VERIFIED = new Statement<
   { token_expires_at: Date }
 >(
   `WITH verified AS (
-     UPDATE otp_requests SET verified_at = statement_timestamp(), code_hash = NULL,
-       exhausted_at = NULL,
-       token_hash = :tokenHash, token_client_hash = :clientHash::text,
-       token_expires_at = statement_timestamp() + make_interval(secs => :tokenTtlSeconds)
+     UPDATE otp_requests SET ${verifiedSet()},
+       exhausted_at = NULL
       WHERE id = :id AND verified_at IS NULL AND superseded_at IS NULL
         AND delivery_status <> 'failed' AND expires_at > statement_timestamp()
       RETURNING token_expires_at)
@@ -566,8 +577,7 @@ export interface SubjectSnapshot {
   oldestFailure: Date | null;
 }
 
-/** What a reserved verify attempt hands back: enough to check the guess outside any lock. */
-/** What `reserveAttempt` reserved. */
+/** What `reserveAttempt` reserved: enough to check the guess outside any lock, if it has not been. */
 export type Reservation =
   /** An attempt on request `id`, whose hash the caller compares the guess with. */
   | { kind: 'reserved'; id: string; codeHash: string; attemptsUsed: number; maxAttempts: number }

@@ -10,9 +10,9 @@ import { OTP_DATA_SOURCE, OTP_OPTIONS } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 
 /**
- * At start, checks that the module's tables, columns and types and the latest migration's indexes are in the
- * database, so an unmigrated database stops the app with a message that says what to run, instead
- * of a first send answering 500. With `migrationsRun`, it runs the pending migrations instead.
+ * At start, checks that the module's tables, columns and types and the latest migration's indexes
+ * are in the database, so an unmigrated database stops the app with a message that says what to
+ * run, instead of a first send answering 500. With `migrationsRun`, it runs the pending migrations instead.
  */
 @Injectable()
 export class OtpSchemaCheck implements OnModuleInit {
@@ -94,7 +94,8 @@ export class OtpSchemaCheck implements OnModuleInit {
 /**
  * The module's tables, indexes, columns and types (`OTP_SCHEMA_RELATIONS`, `OTP_SCHEMA_COLUMNS`,
  * `OTP_SCHEMA_TYPES`) missing from the database, by name; empty once every migration ran. One
- * query; rejects when the database cannot be reached. The start-up check and `OtpHealthIndicator` both use it.
+ * query; rejects when the database cannot be reached. The start-up check and `OtpHealthIndicator`
+ * both use it.
  */
 export async function findMissingOtpSchema(dataSource: DataSource): Promise<string[]> {
   const rows: { name: string }[] = await dataSource.query(
