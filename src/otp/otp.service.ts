@@ -1,16 +1,13 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { generateCode } from './crypto/code-generator.js';
 import type { CodeHasher } from './crypto/code-hasher.js';
+import { sha256Hex } from './crypto/sha256.js';
 import { createVerificationToken, hashVerificationToken } from './crypto/verification-token.js';
 import { OtpDeliveryService, type DeliveryAttempt } from './delivery/otp-delivery.service.js';
 import { OtpFallbackService } from './delivery/receipts/otp-fallback.service.js';
-import {
-  type Destination,
-  maskDestination,
-  normalizeDestination,
-  resolveChannel,
-} from './destination/destination.js';
+import { type Destination, maskDestination, resolveChannel } from './destination/destination.js';
+import { DestinationNormalizer } from './destination/destination-normalizer.js';
 import { SendOtpInputDto } from './dto/send-otp.dto.js';
 import { validateOtpInput } from './dto/validate-input.js';
 import { VerifyOtpInputDto } from './dto/verify-otp.dto.js';
@@ -204,6 +201,7 @@ export class OtpService {
   private readonly challengePassed = new WeakSet<OtpClient>();
   /** Codes this instance sent, for a one-statement verify (HMAC only: see `verify`). */
   private readonly recentCodes: RecentCodes;
+  private readonly destinations: DestinationNormalizer;
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
@@ -216,6 +214,7 @@ export class OtpService {
   ) {
     this.policies = purposePoliciesOf(options);
     this.recentCodes = new RecentCodes(hasher.digest ? options.verifyCacheSize : 0);
+    this.destinations = new DestinationNormalizer(options);
   }
 
   /**
@@ -258,7 +257,7 @@ export class OtpService {
     client: OtpClient,
     trace: SendTrace,
   ): Promise<SendOtpResult> {
-    const destination = normalizeDestination(input.destination, this.options);
+    const destination = this.destinations.normalize(input.destination);
     const purpose = this.checkPurpose(input.purpose);
     const policy = this.policyOf(purpose);
     const channel = resolveChannel(
@@ -273,16 +272,14 @@ export class OtpService {
       destination: maskDestination(destination.value),
     };
     const fallbackEmail = input.fallbackEmail
-      ? normalizeDestination(input.fallbackEmail, this.options)
+      ? this.destinations.normalize(input.fallbackEmail)
       : undefined;
     if (fallbackEmail && fallbackEmail.kind !== 'email') {
       throw new ValidationFailedError(['fallbackEmail must be an email address']);
     }
     const idempotencyKey = input.idempotencyKey ?? null;
     const fingerprint = idempotencyKey
-      ? createHash('sha256')
-          .update(JSON.stringify([destination.value, channel, purpose]))
-          .digest('hex')
+      ? sha256Hex(JSON.stringify([destination.value, channel, purpose]))
       : null;
 
     const challengeRequired = this.challengeDue(
@@ -473,7 +470,7 @@ export class OtpService {
     client: OtpClient,
     trace: VerifyTrace,
   ): Promise<VerifyOtpResult> {
-    const destination = normalizeDestination(input.destination, this.options);
+    const destination = this.destinations.normalize(input.destination);
     const purpose = this.checkPurpose(input.purpose);
     const policy = this.policyOf(purpose);
     const length = policy.codeLength;
@@ -681,7 +678,7 @@ export class OtpService {
       if (typeof destination !== 'string' || destination.length === 0) {
         throw new ValidationFailedError(['destination must be a non-empty string']);
       }
-      await this.requests.unlock(normalizeDestination(destination, this.options).value);
+      await this.requests.unlock(this.destinations.normalize(destination).value);
     });
   }
 
@@ -971,7 +968,5 @@ function clientHash(binding: ClientBinding, client: OtpClient): string {
     binding === 'user-agent' ? '' : (client.ip ?? ''),
     binding === 'ip' ? '' : (client.userAgent ?? ''),
   ];
-  return createHash('sha256')
-    .update(JSON.stringify([binding, ...parts]))
-    .digest('hex');
+  return sha256Hex(JSON.stringify([binding, ...parts]));
 }

@@ -1,4 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { RandomPool } from './random-pool.js';
+import { sha256Hex } from './sha256.js';
+
+const TOKEN_BYTES = 32;
+const pool = new RandomPool();
 
 /**
  * Verification tokens: 256 random bits, handed out once, stored only as SHA-256. A fast hash is
@@ -7,10 +11,10 @@ import { createHash, randomBytes } from 'node:crypto';
  * ever compared byte by byte in application code.
  */
 export function createVerificationToken(): { token: string; hash: string } {
-  const token = randomBytes(32).toString('base64url');
+  const token = pool.base64url(TOKEN_BYTES);
   return { token, hash: hashVerificationToken(token) };
 }
 
 export function hashVerificationToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return sha256Hex(token);
 }
