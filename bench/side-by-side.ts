@@ -38,6 +38,8 @@ interface Row {
   'p99 ms': number;
   'server CPU ms/req': number;
   'Postgres CPU ms/req': number;
+  /** The bench process's CPU over the run, in % of one core: the client's own cost. */
+  'client CPU %': number;
   statuses: string;
   errors: number;
   'ran dry': boolean;
@@ -55,6 +57,9 @@ export interface SideBySideServers {
   nestBare: PeerHandle;
   nestBareFastify: PeerHandle;
 }
+
+/** The bench process's CPU, in % of one core, from which a run counts as client-bound. */
+const CLIENT_BOUND_PCT = 90;
 
 const databaseName = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
 
@@ -229,10 +234,14 @@ export async function sideBySideSection(
     server: Target,
     path: Path,
     seconds: number,
-  ): Promise<[LoadResult, number, number]> => {
+  ): Promise<[LoadResult, number, number, number]> => {
     const pgBefore = await snapshot(server);
     const before = await server.stats();
+    const clientBefore = process.cpuUsage();
+    const started = performance.now();
     const result = await drive(client, options(server, path, seconds));
+    const clientCpu = process.cpuUsage(clientBefore);
+    const clientShare = (clientCpu.user + clientCpu.system) / 10 / (performance.now() - started);
     // The tail of the run (answers still on their way) is part of its CPU.
     if (isApp(server.name)) await apps[server.name].call('settle', {});
     const after = await server.stats();
@@ -245,6 +254,7 @@ export async function sideBySideSection(
       result,
       (after.cpuMicros - before.cpuMicros) / 1000 / answered,
       PostgresCpu.spent(pgBefore, pgAfter) / answered,
+      clientShare,
     ];
   };
 
@@ -285,7 +295,12 @@ export async function sideBySideSection(
           const rate = best.get(key) ?? 1500;
           await topUp(name as Verifier, Math.ceil(rate * settings.loadSeconds * 1.4) + 100);
         }
-        const [r, cpuMs, pgMs] = await measure(client, server, path, settings.loadSeconds);
+        const [r, cpuMs, pgMs, clientPct] = await measure(
+          client,
+          server,
+          path,
+          settings.loadSeconds,
+        );
         if (path === 'verify') best.set(key, Math.max(best.get(key) ?? 0, r.rps));
         rows.push({
           repeat,
@@ -297,6 +312,7 @@ export async function sideBySideSection(
           'p99 ms': round(r.p99, 2),
           'server CPU ms/req': round(cpuMs, 3),
           'Postgres CPU ms/req': round(pgMs, 3),
+          'client CPU %': round(clientPct, 0),
           statuses: JSON.stringify(r.statuses),
           errors: r.errors,
           'ran dry': r.ranDry,
@@ -331,11 +347,13 @@ export async function sideBySideSection(
         'p99 ms': med(client, server, path, 'p99 ms'),
         'server CPU ms/req': cpu,
         'Postgres CPU ms/req': pgCpu,
+        'client CPU %': med(client, server, path, 'client CPU %'),
       });
       const name = `side-${client}-${server}-${bareLike ? 'request' : path}`;
       figures.add(`${name}-req/s`, rps, 1);
       figures.add(`${name}-cpu-ms`, cpu, 3);
       figures.add(`${name}-postgres-cpu-ms`, pgCpu, 3);
+      figures.add(`${name}-client-cpu-pct`, med(client, server, path, 'client CPU %'), 0);
     }
   }
   console.log('medians over the repeats');
@@ -405,4 +423,18 @@ export async function sideBySideSection(
       );
     }
   }
+
+  // A reference run the client could not drive any faster measures the client, not the server:
+  // on a slow host the fetch client, one event loop, tops out at a core before the bare service
+  // does, and every ratio against that rate flatters nest-otp. Named, so such a run reads as such.
+  const clientBound = (['bare', 'nest-bare', 'nest-bare-fastify'] as const).filter(
+    (server) => med('fetch', server, 'send', 'client CPU %') >= CLIENT_BOUND_PCT,
+  );
+  console.log(
+    clientBound.length === 0
+      ? `fetch client: below ${CLIENT_BOUND_PCT}% of a core on every reference run`
+      : `fetch client at >= ${CLIENT_BOUND_PCT}% of a core on ${clientBound.join(', ')}: ` +
+          "those rates are the client's ceiling, not the server's; ratios against them flatter nest-otp",
+  );
+  figures.add('fetch-client-bound-references', clientBound.join(',') || 'none');
 }
