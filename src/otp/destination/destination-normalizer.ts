@@ -1,6 +1,9 @@
 import { type Destination, type DestinationRules, normalizeDestination } from './destination.js';
 
-/** Distinct raw destinations kept: about 2 MB at most, and a verify soon after its send hits. */
+/**
+ * Distinct raw destinations kept: about 2 MB of heap for ordinary addresses (3.4 MB were every one
+ * 254 characters long), and a verify soon after its send finds its own.
+ */
 const CAPACITY = 10_000;
 
 /**
