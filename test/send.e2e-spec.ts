@@ -387,6 +387,43 @@ describe.each(PLATFORMS)('POST /otp/send on %s', (platform) => {
       await t.http.post('/otp/verify').send({ destination: phone, code }).expect(200);
     });
 
+    it('records the delivery: the row sent by whom, every attempt logged, no sealed code kept', async () => {
+      const by = t.provider.name;
+      const email = uniqueEmail();
+      const sent = await t.http.post('/otp/send').send({ destination: email }).expect(202);
+      const phone = uniqueUsPhone().e164;
+      const failedOver = await withFailing(t, ['sms'], () =>
+        t.http.post('/otp/send').send({ destination: phone }).expect(202),
+      );
+      const recorded = async (requestId: string) => ({
+        request: await query(
+          `SELECT delivery_status, channel, delivered_by, delivered_at IS NOT NULL AS stamped
+             FROM otp_requests WHERE id = $1`,
+          [requestId],
+        ),
+        attempts: await query(
+          `SELECT seq::int, channel, provider, status, cause FROM otp_deliveries
+            WHERE request_id = $1 ORDER BY seq`,
+          [requestId],
+        ),
+        sealed: await query(`SELECT 1 FROM otp_fallbacks WHERE request_id = $1`, [requestId]),
+      });
+      // No channel is left after email, nor after voice: nothing to re-deliver, nothing sealed.
+      expect(await recorded(sent.body.requestId as string)).toEqual({
+        request: [{ delivery_status: 'sent', channel: 'email', delivered_by: by, stamped: true }],
+        attempts: [{ seq: 1, channel: 'email', provider: by, status: 'sent', cause: 'send' }],
+        sealed: [],
+      });
+      expect(await recorded(failedOver.body.requestId as string)).toEqual({
+        request: [{ delivery_status: 'sent', channel: 'voice', delivered_by: by, stamped: true }],
+        attempts: [
+          { seq: 1, channel: 'sms', provider: by, status: 'failed', cause: 'send' },
+          { seq: 2, channel: 'voice', provider: by, status: 'sent', cause: 'send' },
+        ],
+        sealed: [],
+      });
+    });
+
     it('answers 503 when sms and its voice fallback both fail', async () => {
       const phone = uniqueUsPhone().e164;
       const res = await withFailing(t, ['sms', 'voice'], () =>

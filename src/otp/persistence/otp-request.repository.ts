@@ -244,24 +244,38 @@ const historyColumns = (destination: string, purpose: string): string => `
        AND created_at > statement_timestamp() - make_interval(secs => :windowSeconds)
      ORDER BY created_at DESC OFFSET :dailyOffset LIMIT :dailyLimit) w) AS daily`;
 
-/** A send's snapshot: the clock, the destination's version, its history, an idempotent replay. */
-const LOAD_HISTORY = new Statement<
-  HistoryParam | 'destination' | 'purpose' | 'idempotencyKey',
-  HistoryColumns & {
-    now: Date;
-    version: string;
-    hard_locked_at: Date | null;
-    idempotent: JsonRow | null;
-  }
->(
-  `SELECT statement_timestamp() AS now,
+type HistoryRow = HistoryColumns & {
+  now: Date;
+  version: string;
+  hard_locked_at: Date | null;
+  idempotent: JsonRow | null;
+};
+
+/** A send's snapshot: the clock, the destination's version, its history, and `idempotent`. */
+const loadHistory = (idempotent: string): string => `SELECT statement_timestamp() AS now,
      COALESCE((SELECT version FROM otp_destinations WHERE destination = :destination), 0) AS version,
      (SELECT hard_locked_at FROM otp_destinations WHERE destination = :destination) AS hard_locked_at,
      ${historyColumns(':destination', ':purpose')},
-     (SELECT row_to_json(i) FROM otp_requests i
-       WHERE :idempotencyKey::text IS NOT NULL AND i.idempotency_key = :idempotencyKey
-         AND i.created_at > statement_timestamp() - make_interval(secs => :windowSeconds)) AS idempotent`,
+     ${idempotent} AS idempotent`;
+
+/** The snapshot of a send with an idempotency key: also the row the key already names, if any. */
+const LOAD_HISTORY = new Statement<
+  HistoryParam | 'destination' | 'purpose' | 'idempotencyKey',
+  HistoryRow
+>(
+  loadHistory(`(SELECT row_to_json(i) FROM otp_requests i
+       WHERE i.idempotency_key = :idempotencyKey
+         AND i.created_at > statement_timestamp() - make_interval(secs => :windowSeconds))`),
 );
+
+/**
+ * The snapshot of a send without a key (most sends): no lookup by key, whose index scan the
+ * statement would otherwise set up on every call to skip it.
+ */
+const LOAD_HISTORY_WITHOUT_KEY = new Statement<
+  HistoryParam | 'destination' | 'purpose',
+  HistoryRow
+>(loadHistory('NULL::json'));
 
 /** One request and the history of its flow, on one clock. */
 const READ_STATUS = new Statement<
@@ -651,12 +665,14 @@ export class OtpRequestRepository {
     purpose: string,
     idempotencyKey: string | null,
   ): Promise<SendSnapshot> {
-    const [head] = await this.query(LOAD_HISTORY, {
-      ...this.historyParams,
-      destination,
-      purpose,
-      idempotencyKey,
-    });
+    const [head] = idempotencyKey
+      ? await this.query(LOAD_HISTORY, {
+          ...this.historyParams,
+          destination,
+          purpose,
+          idempotencyKey,
+        })
+      : await this.query(LOAD_HISTORY_WITHOUT_KEY, { ...this.historyParams, destination, purpose });
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,

@@ -111,6 +111,29 @@ fallback AS (
 -- \`attempts\` runs whether or not it is read, as every data-modifying WITH does.
 SELECT EXISTS (SELECT 1 FROM delivered) AS delivered, EXISTS (SELECT 1 FROM fallback) AS fallback`);
 
+/**
+ * `RECORD_DELIVERED` for a send that keeps no sealed code (no fallback channel left, or adaptive
+ * delivery off: most sends): the same row update and attempts, without the fallback insert, whose
+ * executor start-up (opening otp_fallbacks and its indexes) every call paid even when it wrote
+ * nothing.
+ */
+const RECORD_DELIVERED_WITHOUT_FALLBACK = prepared(`
+WITH delivered AS (
+  UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
+    channel = $7::varchar, delivered_by = $8::varchar, delivered_to = $9::varchar
+   WHERE r.id = $1::uuid
+  RETURNING 1),
+attempts AS (
+  INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id,
+    delivered_to, status, cause)
+  SELECT $1::uuid, a.ord, a.channel, a.provider, a.message_id, a.delivered_to, a.status, 'send'
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+      WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)
+   WHERE EXISTS (SELECT 1 FROM delivered)
+  ON CONFLICT DO NOTHING
+  RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM delivered) AS delivered, false AS fallback`);
+
 /** Further attempts of a request (a re-delivery), numbered after its last one. */
 const APPEND_ATTEMPTS = prepared(`
 INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id, delivered_to,
@@ -249,16 +272,20 @@ export class OtpDeliveryLogRepository {
     attempts: readonly DeliveryRecord[],
     fallback: { sealed: Buffer; channelsUsed: OtpChannel[]; dueAfterSeconds: number | null } | null,
   ): Promise<{ fallback: boolean }> {
-    const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(RECORD_DELIVERED, [
-      requestId,
-      ...columns(attempts),
-      fallback?.sealed ?? null,
-      fallback?.channelsUsed ?? [],
-      fallback?.dueAfterSeconds ?? null,
-      delivery.channel,
-      delivery.provider,
-      delivery.deliveredTo,
-    ]);
+    const delivered = [delivery.channel, delivery.provider, delivery.deliveredTo];
+    const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(
+      fallback ? RECORD_DELIVERED : RECORD_DELIVERED_WITHOUT_FALLBACK,
+      fallback
+        ? [
+            requestId,
+            ...columns(attempts),
+            fallback.sealed,
+            fallback.channelsUsed,
+            fallback.dueAfterSeconds,
+            ...delivered,
+          ]
+        : [requestId, ...columns(attempts), ...delivered],
+    );
     if (row?.delivered !== true)
       throw new Error(`request ${requestId} is gone: cannot mark it delivered`);
     return { fallback: row.fallback };
