@@ -665,14 +665,19 @@ export class OtpRequestRepository {
     purpose: string,
     idempotencyKey: string | null,
   ): Promise<SendSnapshot> {
-    const [head] = idempotencyKey
-      ? await this.query(LOAD_HISTORY, {
-          ...this.historyParams,
-          destination,
-          purpose,
-          idempotencyKey,
-        })
-      : await this.query(LOAD_HISTORY_WITHOUT_KEY, { ...this.historyParams, destination, purpose });
+    const [head] =
+      idempotencyKey !== null
+        ? await this.query(LOAD_HISTORY, {
+            ...this.historyParams,
+            destination,
+            purpose,
+            idempotencyKey,
+          })
+        : await this.query(LOAD_HISTORY_WITHOUT_KEY, {
+            ...this.historyParams,
+            destination,
+            purpose,
+          });
     if (!head) throw new Error('history query returned no row');
     return {
       now: head.now,
