@@ -1,5 +1,5 @@
 import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../crypto/sha256.js';
 import type { Pool, QueryResult, QueryResultRow } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { OtpModuleOptions } from '../otp.options.js';
@@ -112,7 +112,7 @@ export interface PreparedStatement {
  * share a name, and the same text always gets the same one.
  */
 export function prepared(text: string): PreparedStatement {
-  return { text, name: `nest-otp-${createHash('sha256').update(text).digest('hex').slice(0, 24)}` };
+  return { text, name: `nest-otp-${sha256Hex(text).slice(0, 24)}` };
 }
 
 /**

@@ -72,16 +72,20 @@ const ACTIVE = `r.verified_at IS NULL AND r.exhausted_at IS NULL AND r.supersede
 /**
  * A send whose first delivery succeeded, in one statement (one round trip, one commit): the request
  * row is marked delivered (`sent`, by which channel, provider and address), its attempts are
- * logged, and, when a re-delivery is possible, its fallback row is written (the sealed code, the
- * channels used, the silence due time). The fallback row is written only while the code is live,
- * as the UPDATE returns it: the UPDATE holds the row's lock until commit, so a verify or supersede
- * that drops the hash either ran first (the returned row is not live: nothing is written) or waits,
- * then deletes the fallback row by its trigger.
+ * logged, and, `withFallback`, when a re-delivery is possible, its fallback row is written (the
+ * sealed code, the channels used, the silence due time). The fallback row is written only while
+ * the code is live, as the UPDATE returns it: the UPDATE holds the row's lock until commit, so a
+ * verify or supersede that drops the hash either ran first (the returned row is not live: nothing
+ * is written) or waits, then deletes the fallback row by its trigger. Without a fallback row to
+ * write (most sends: no channel left, or adaptive delivery off) the statement leaves the insert
+ * out, whose executor start-up (otp_fallbacks and its indexes) it would pay on every call to
+ * write nothing.
  */
-const RECORD_DELIVERED = prepared(`
+const recordDelivered = (withFallback: boolean) =>
+  prepared(`
 WITH delivered AS (
   UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
-    channel = $10::varchar, delivered_by = $11::varchar, delivered_to = $12::varchar
+    channel = $7::varchar, delivered_by = $8::varchar, delivered_to = $9::varchar
    WHERE r.id = $1::uuid
   RETURNING r.id, r.created_at, r.expires_at, r.delivered_at,
     (r.verified_at IS NULL AND r.exhausted_at IS NULL AND r.superseded_at IS NULL
@@ -94,45 +98,30 @@ attempts AS (
       WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)
    WHERE EXISTS (SELECT 1 FROM delivered)
   ON CONFLICT DO NOTHING
-  RETURNING 1),
+  RETURNING 1)${
+    withFallback
+      ? `,
 fallback AS (
   INSERT INTO otp_fallbacks (request_id, request_created_at, sealed, channels_used, expires_at,
     due_at, due_cause)
-  SELECT d.id, d.created_at, $7::bytea, $8::text[], d.expires_at, due.at,
+  SELECT d.id, d.created_at, $10::bytea, $11::text[], d.expires_at, due.at,
     CASE WHEN due.at IS NULL THEN NULL ELSE 'silence' END
     FROM delivered d, LATERAL (SELECT CASE
-      WHEN $9::int IS NOT NULL
-        AND d.delivered_at + make_interval(secs => $9::int) < d.expires_at
-      THEN d.delivered_at + make_interval(secs => $9::int) END AS at) due
-   WHERE $7::bytea IS NOT NULL AND d.live
+      WHEN $12::int IS NOT NULL
+        AND d.delivered_at + make_interval(secs => $12::int) < d.expires_at
+      THEN d.delivered_at + make_interval(secs => $12::int) END AS at) due
+   WHERE d.live
   ON CONFLICT (request_id) DO NOTHING
-  RETURNING 1)
+  RETURNING 1)`
+      : ''
+  }
 -- EXISTS, not count(*): an aggregate's set-up costs each call more than the rest of this line.
 -- \`attempts\` runs whether or not it is read, as every data-modifying WITH does.
-SELECT EXISTS (SELECT 1 FROM delivered) AS delivered, EXISTS (SELECT 1 FROM fallback) AS fallback`);
+SELECT EXISTS (SELECT 1 FROM delivered) AS delivered,
+  ${withFallback ? 'EXISTS (SELECT 1 FROM fallback)' : 'false'} AS fallback`);
 
-/**
- * `RECORD_DELIVERED` for a send that keeps no sealed code (no fallback channel left, or adaptive
- * delivery off: most sends): the same row update and attempts, without the fallback insert, whose
- * executor start-up (opening otp_fallbacks and its indexes) every call paid even when it wrote
- * nothing.
- */
-const RECORD_DELIVERED_WITHOUT_FALLBACK = prepared(`
-WITH delivered AS (
-  UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
-    channel = $7::varchar, delivered_by = $8::varchar, delivered_to = $9::varchar
-   WHERE r.id = $1::uuid
-  RETURNING 1),
-attempts AS (
-  INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id,
-    delivered_to, status, cause)
-  SELECT $1::uuid, a.ord, a.channel, a.provider, a.message_id, a.delivered_to, a.status, 'send'
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-      WITH ORDINALITY AS a(channel, provider, message_id, delivered_to, status, ord)
-   WHERE EXISTS (SELECT 1 FROM delivered)
-  ON CONFLICT DO NOTHING
-  RETURNING 1)
-SELECT EXISTS (SELECT 1 FROM delivered) AS delivered, false AS fallback`);
+const RECORD_DELIVERED = recordDelivered(true);
+const RECORD_DELIVERED_WITHOUT_FALLBACK = recordDelivered(false);
 
 /** Further attempts of a request (a re-delivery), numbered after its last one. */
 const APPEND_ATTEMPTS = prepared(`
@@ -272,19 +261,16 @@ export class OtpDeliveryLogRepository {
     attempts: readonly DeliveryRecord[],
     fallback: { sealed: Buffer; channelsUsed: OtpChannel[]; dueAfterSeconds: number | null } | null,
   ): Promise<{ fallback: boolean }> {
-    const delivered = [delivery.channel, delivery.provider, delivery.deliveredTo];
     const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(
       fallback ? RECORD_DELIVERED : RECORD_DELIVERED_WITHOUT_FALLBACK,
-      fallback
-        ? [
-            requestId,
-            ...columns(attempts),
-            fallback.sealed,
-            fallback.channelsUsed,
-            fallback.dueAfterSeconds,
-            ...delivered,
-          ]
-        : [requestId, ...columns(attempts), ...delivered],
+      [
+        requestId,
+        ...columns(attempts),
+        delivery.channel,
+        delivery.provider,
+        delivery.deliveredTo,
+        ...(fallback ? [fallback.sealed, fallback.channelsUsed, fallback.dueAfterSeconds] : []),
+      ],
     );
     if (row?.delivered !== true)
       throw new Error(`request ${requestId} is gone: cannot mark it delivered`);
