@@ -7,8 +7,8 @@
  *
  * How: a Postgres cluster of its own (the server binaries of `pg_config --bindir`, or
  * `PG_BINDIR`) in a temporary folder, one database migrated and seeded with 20,000 rows of history;
- * the example app sends and verifies once on it, and the statements it sends (texts and parameters)
- * are captured. Postgres is then stopped and run in single-user mode (`postgres --single`, one
+ * the example app sends, verifies and sends again once on it (see `capture`), and the statements it
+ * sends (texts and parameters) are captured. Postgres is then stopped and run in single-user mode (`postgres --single`, one
  * backend, no client protocol) under callgrind on a fresh copy of the folder, the statements
  * PREPAREd as the module's sessions have them (`plan_cache_mode = auto`) and EXECUTEd for fresh
  * destinations: `warm` sends and verifies first (so every statement has settled on its plan), then
@@ -88,47 +88,77 @@ const SEED = `
   INSERT INTO otp_destinations (destination, version, updated_at)
   SELECT DISTINCT destination, 4, now() FROM otp_requests`;
 
-/** One send and one right verify through `OtpService`, and the module's statements of each. */
-async function capture(url: string): Promise<{ send: Captured[]; verify: Captured[] }> {
+/** A path measured: what it is called and the statements it sends, in order. */
+interface Path {
+  name: string;
+  statements: Captured[];
+}
+
+/**
+ * Through `OtpService`, on one destination: its first send, a right verify, a send again from the
+ * instance that sent the first (it knows the destination), and one from another instance (it does
+ * not: its first-send statement finds the history and writes nothing, then the usual way). The
+ * module's statements of each, in that order, as each cycle replays them.
+ */
+async function capture(url: string): Promise<Path[]> {
   const counter = new QueryCounter();
   counter.install();
   const provider = new CapturingProvider();
-  const app = await createExampleApp(
-    { databaseUrl: url, otp: { ...hmacApp, providers: [provider] } },
-    { logger: false },
-  );
-  await app.init();
-  const otp = app.get(OtpService);
+  const start = async () => {
+    const app = await createExampleApp(
+      { databaseUrl: url, otp: { ...hmacApp, providers: [provider] } },
+      { logger: false },
+    );
+    await app.init();
+    return app;
+  };
+  const [app, other] = [await start(), await start()];
   const taken = (): Captured[] =>
     counter
       .stop()
       .filter((s) => /\botp_(requests|deliveries)\b/.test(s.text))
       .map((s) => ({ label: labelOf(s.text), text: s.text, params: s.variants[0] ?? [] }));
   try {
+    const otp = app.get(OtpService);
     // Warm: the module's own start-up statements stay out of what is captured.
     await otp.send({ destination: 'probe-0@bench.example' });
+    await other.get(OtpService).send({ destination: 'probe-0@bench.example' });
+    const destination = 'probe-1@bench.example';
     counter.start();
-    const sent = await otp.send({ destination: 'probe-1@bench.example' });
+    const sent = await otp.send({ destination });
     const send = taken();
-    const code = provider.take().find(([destination]) => destination === 'probe-1@bench.example');
+    const code = provider.take().find(([to]) => to === destination);
     if (!code) throw new Error('bench:instructions: no code delivered');
     counter.start();
-    const verified = await otp.verify({ destination: 'probe-1@bench.example', code: code[1] });
+    const verified = await otp.verify({ destination, code: code[1] });
     const verify = taken();
     if (!verified.verified) throw new Error('bench:instructions: the probe code did not verify');
-    return { send: rename(send, sent.requestId), verify: rename(verify, sent.requestId) };
+    counter.start();
+    const again = await otp.send({ destination });
+    const sendAgain = taken();
+    counter.start();
+    const elsewhere = await other.get(OtpService).send({ destination });
+    const sendElsewhere = taken();
+    const ids = [sent.requestId, again.requestId, elsewhere.requestId];
+    return [
+      { name: 'send', statements: rename(send, ids) },
+      { name: 'verify', statements: rename(verify, ids) },
+      { name: 'send again, same instance', statements: rename(sendAgain, ids) },
+      { name: 'send again, another instance', statements: rename(sendElsewhere, ids) },
+    ];
   } finally {
-    await app.close();
+    await Promise.all([app.close(), other.close()]);
   }
 }
 
-/** Marks the values a cycle replaces: the probe's destination, its request id, a token's hash. */
-function rename(statements: Captured[], requestId: string): Captured[] {
+/** Marks the values a cycle replaces: the probe's destination, its request ids, a token's hash. */
+function rename(statements: Captured[], requestIds: string[]): Captured[] {
   return statements.map((s) => ({
     ...s,
     params: s.params.map((value) => {
       if (value === 'probe-1@bench.example') return { cycle: 'destination' };
-      if (value === requestId) return { cycle: 'id' };
+      const request = requestIds.indexOf(value as string);
+      if (request >= 0) return { cycle: `id-${request}` };
       if (typeof value === 'string' && /^[0-9a-f]{64}$/.test(value)) return { cycle: 'token' };
       return value;
     }),
@@ -140,10 +170,10 @@ const digest = (seed: string): string => createHash('sha256').update(seed).diges
 /** The value of a parameter in cycle `i`, as a SQL literal. */
 function literal(value: unknown, i: number): string {
   if (value && typeof value === 'object' && 'cycle' in value) {
-    const h = digest(`cycle-${i}`);
     const kind = (value as { cycle: string }).cycle;
+    const h = digest(`cycle-${i}-${kind}`);
     if (kind === 'destination') return `'cycle-${i}@bench.example'`;
-    if (kind === 'id') {
+    if (kind.startsWith('id-')) {
       return `'${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}'`;
     }
     return `'${digest(`token-${i}`)}'`;
@@ -155,28 +185,28 @@ const execute = (index: number, s: Captured, i: number): string =>
   `EXECUTE s${index}(${s.params.map((value) => literal(value, i)).join(', ')})`;
 
 /**
- * The single-user script: the statements prepared, `WARM` whole cycles (send then verify), then
- * for `n` fresh destinations the first `sendSteps` statements of a send and, after all of those,
- * the first `verifySteps` of a verify.
+ * The single-user script: the statements prepared, `WARM` whole cycles (every path, in order), then
+ * for `n` fresh destinations the first `steps[0]` statements of the first path, after all of those
+ * the first `steps[1]` of the second, and so on.
  */
-function script(
-  paths: { send: Captured[]; verify: Captured[] },
-  n: number,
-  sendSteps: number,
-  verifySteps: number,
-): string {
-  const all = [...paths.send, ...paths.verify];
+function script(paths: Path[], n: number, steps: number[]): string {
   const lines = ['SET plan_cache_mode = auto'];
-  all.forEach((s, index) => lines.push(`PREPARE s${index} AS ${s.text}`));
-  const send = (i: number, steps: number) =>
-    paths.send.slice(0, steps).map((s, index) => execute(index, s, i));
-  const verify = (i: number, steps: number) =>
-    paths.verify.slice(0, steps).map((s, index) => execute(paths.send.length + index, s, i));
-  for (let i = 0; i < WARM; i += 1) {
-    lines.push(...send(i, paths.send.length), ...verify(i, paths.verify.length));
+  const first: number[] = [];
+  let index = 0;
+  for (const path of paths) {
+    first.push(index);
+    for (const s of path.statements) lines.push(`PREPARE s${index++} AS ${s.text}`);
   }
-  for (let i = WARM; i < WARM + n; i += 1) lines.push(...send(i, sendSteps));
-  for (let i = WARM; i < WARM + n; i += 1) lines.push(...verify(i, verifySteps));
+  const run = (p: number, i: number, count: number) =>
+    (paths[p]?.statements ?? [])
+      .slice(0, count)
+      .map((s, at) => execute((first[p] ?? 0) + at, s, i));
+  for (let i = 0; i < WARM; i += 1) {
+    paths.forEach((path, p) => lines.push(...run(p, i, path.statements.length)));
+  }
+  paths.forEach((_, p) => {
+    for (let i = WARM; i < WARM + n; i += 1) lines.push(...run(p, i, steps[p] ?? 0));
+  });
   // -j: a statement ends at a semicolon followed by an empty line.
   return `${lines.join(';\n\n')};\n\n`;
 }
@@ -214,33 +244,31 @@ function instructions(bin: string, data: string, database: string, input: string
   }
 }
 
-/** Per cycle: each statement of a send and of a verify, and their sums. */
+/** Per cycle: each statement of each path, and each path's sum. */
 function measure(
   bin: string,
   data: string,
   database: string,
-  paths: { send: Captured[]; verify: Captured[] },
+  paths: Path[],
 ): { label: string; instructions: number }[] {
-  const count = (sendSteps: number, verifySteps: number, n = N) =>
-    instructions(bin, data, database, script(paths, n, sendSteps, verifySteps));
-  const base = count(0, 0, 0);
+  const count = (steps: number[], n = N) =>
+    instructions(bin, data, database, script(paths, n, steps));
+  let before = count([], 0);
   const rows: { label: string; instructions: number }[] = [];
-  let before = base;
-  const per = (total: number) => Math.round((total - before) / N);
-  for (let step = 1; step <= paths.send.length; step += 1) {
-    const total = count(step, 0);
-    rows.push({ label: `send: ${paths.send[step - 1]?.label}`, instructions: per(total) });
-    before = total;
-  }
-  const sent = before;
-  for (let step = 1; step <= paths.verify.length; step += 1) {
-    const total = count(paths.send.length, step);
-    rows.push({ label: `verify: ${paths.verify[step - 1]?.label}`, instructions: per(total) });
-    before = total;
-  }
-  rows.push({ label: 'send', instructions: Math.round((sent - base) / N) });
-  rows.push({ label: 'verify', instructions: Math.round((before - sent) / N) });
-  return rows;
+  const sums: { label: string; instructions: number }[] = [];
+  const done: number[] = [];
+  paths.forEach((path) => {
+    const start = before;
+    for (let step = 1; step <= path.statements.length; step += 1) {
+      const total = count([...done, step]);
+      const label = `${path.name}: ${path.statements[step - 1]?.label}`;
+      rows.push({ label, instructions: Math.round((total - before) / N) });
+      before = total;
+    }
+    done.push(path.statements.length);
+    sums.push({ label: path.name, instructions: Math.round((before - start) / N) });
+  });
+  return [...rows, ...sums];
 }
 
 async function main(): Promise<void> {

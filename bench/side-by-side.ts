@@ -15,7 +15,8 @@ type AppName = 'nest-otp' | 'nest-otp-fastify';
 /** The servers whose verify takes a real code minted beforehand. */
 type Verifier = AppName | 'better-auth';
 type ServerName = Verifier | 'bare' | 'nest-bare' | 'nest-bare-fastify';
-type Path = 'send' | 'verify';
+/** `resend`: nest-otp only, a send to a destination with an active code this instance sent. */
+type Path = 'send' | 'verify' | 'resend';
 
 interface Target {
   name: ServerName;
@@ -24,7 +25,7 @@ interface Target {
   /** The database its sessions are on. */
   database: string;
   port: number;
-  paths: Record<Path, string>;
+  paths: Record<'send' | 'verify', string>;
   stats: () => Promise<ProcessStats>;
 }
 
@@ -70,8 +71,10 @@ const databaseName = (url: string): string => decodeURIComponent(new URL(url).pa
  * one SELECT a request) and the same request in a bare Nest controller on each adapter (the
  * framework's floor), in one run, each server in its own process, on the same Postgres, at 16
  * concurrent requests, driven by a Node `fetch` client and by autocannon in turn. Sends go to
- * fresh destinations; verifies use real codes (right code: nest-otp answers 200 with a token,
- * Better Auth signs in and answers 200 with a session). The CPU time of each server's process over
+ * fresh destinations, as the peers' do; verifies use real codes (right code: nest-otp answers 200
+ * with a token, Better Auth signs in and answers 200 with a session). nest-otp also sends again to
+ * destinations holding an active code it sent (`resend`: the history read first, the code
+ * superseded), which a destination's first send does not show. The CPU time of each server's process over
  * each run, a request, is printed too, and that of the Postgres backends serving it (by
  * application_name and database, from /proc).
  */
@@ -149,12 +152,16 @@ export async function sideBySideSection(
       const entry = pools[which].pop();
       return entry && { destination: entry[0], code: entry[1] };
     },
+    resend: () => {
+      const entry = pools[which].pop();
+      return entry && { destination: entry[0] };
+    },
   });
-  const bareRequest = (prefix: string): Record<Path, () => unknown> => ({
+  const bareRequest = (prefix: string): Record<'send' | 'verify', () => unknown> => ({
     send: () => ({ destination: `${prefix}${sequence++}@bench.example`, code: '123456' }),
     verify: () => ({ destination: `${prefix}${sequence++}@bench.example`, code: '123456' }),
   });
-  const bodies: Record<ServerName, Record<Path, () => unknown>> = {
+  const bodies: Record<ServerName, Partial<Record<Path, () => unknown>>> = {
     'nest-otp': nestOtp('nest-otp'),
     'nest-otp-fastify': nestOtp('nest-otp-fastify'),
     'better-auth': {
@@ -168,9 +175,9 @@ export async function sideBySideSection(
     'nest-bare': bareRequest('ss-nb-'),
     'nest-bare-fastify': bareRequest('ss-nbf-'),
   };
-  const expected: Record<ServerName, Record<Path, number>> = {
-    'nest-otp': { send: 202, verify: 200 },
-    'nest-otp-fastify': { send: 202, verify: 200 },
+  const expected: Record<ServerName, Partial<Record<Path, number>>> = {
+    'nest-otp': { send: 202, verify: 200, resend: 202 },
+    'nest-otp-fastify': { send: 202, verify: 200, resend: 202 },
     'better-auth': { send: 200, verify: 200 },
     bare: { send: 200, verify: 200 },
     'nest-bare': { send: 200, verify: 200 },
@@ -178,11 +185,11 @@ export async function sideBySideSection(
   };
   const options = (server: Target, path: Path, seconds: number): LoadOptions => ({
     port: server.port,
-    path: server.paths[path],
+    path: server.paths[path === 'resend' ? 'send' : path],
     connections: c,
     durationSeconds: seconds,
-    nextBody: bodies[server.name][path],
-    expect: expected[server.name][path],
+    nextBody: bodies[server.name][path] ?? (() => undefined),
+    expect: expected[server.name][path] ?? 200,
     // Better Auth refuses a POST without an Origin (CSRF); a browser always sends one. Every
     // server gets the same headers.
     headers: { origin: `http://127.0.0.1:${server.port}` },
@@ -203,7 +210,7 @@ export async function sideBySideSection(
       await runFetchLoad({
         ...options(targets[which], 'send', 600),
         amount: missing,
-        nextBody: () => (left-- > 0 ? bodies[which].send() : undefined),
+        nextBody: () => (left-- > 0 ? bodies[which].send?.() : undefined),
       });
     }
     await collect();
@@ -272,6 +279,8 @@ export async function sideBySideSection(
     ['nest-otp', 'verify'],
     ['nest-otp-fastify', 'verify'],
     ['better-auth', 'verify'],
+    ['nest-otp', 'resend'],
+    ['nest-otp-fastify', 'resend'],
   ];
   const verifiers: Verifier[] = ['nest-otp', 'nest-otp-fastify', 'better-auth'];
 
@@ -282,6 +291,9 @@ export async function sideBySideSection(
   for (const which of verifiers) await topUp(which, isApp(which) ? 2000 : 600);
   for (const client of CLIENTS) {
     for (const which of verifiers) await measure(client, targets[which], 'verify', 1);
+    for (const which of ['nest-otp', 'nest-otp-fastify'] as const) {
+      await measure(client, targets[which], 'resend', 1);
+    }
   }
 
   const rows: Row[] = [];
@@ -291,8 +303,8 @@ export async function sideBySideSection(
       for (const [name, path] of plan) {
         const server = targets[name];
         const key = `${client}-${name}`;
-        if (path === 'verify') {
-          const rate = best.get(key) ?? 1500;
+        if (path !== 'send') {
+          const rate = best.get(`${key}-${path}`) ?? 1500;
           await topUp(name as Verifier, Math.ceil(rate * settings.loadSeconds * 1.4) + 100);
         }
         const [r, cpuMs, pgMs, clientPct] = await measure(
@@ -301,7 +313,9 @@ export async function sideBySideSection(
           path,
           settings.loadSeconds,
         );
-        if (path === 'verify') best.set(key, Math.max(best.get(key) ?? 0, r.rps));
+        if (path !== 'send') {
+          best.set(`${key}-${path}`, Math.max(best.get(`${key}-${path}`) ?? 0, r.rps));
+        }
         rows.push({
           repeat,
           client,
@@ -411,6 +425,13 @@ export async function sideBySideSection(
           atLeast,
         );
       }
+      // Not a target: a send to a destination with a history (read first, its code superseded),
+      // against the same reference as a first send.
+      figures.add(
+        `ratio-hmac-resend${tag}-vs-better-auth-send-${client}`,
+        rps(name, 'resend') / rps('better-auth', 'send'),
+        3,
+      );
       // Not targets: how far the framework alone stands from the bare service (the same request
       // in a bare Nest controller on this adapter), and nest-otp from that floor.
       const floorRps = rps(floor, 'send');

@@ -15,6 +15,10 @@ const LABELS: [RegExp, string][] = [
   [/json_agg/, 'history read (loadHistory / readHistory)'],
   // After the CTE that sets the statement's commit mode (`lazy`), so not at the start.
   [
+    /\bclaimed AS \(\s*INSERT INTO otp_destinations \(destination, version, updated_at\)\s*SELECT/,
+    'first send: claim + supersede + insert (insertFirst)',
+  ],
+  [
     /\bclaimed AS \(\s*INSERT INTO otp_destinations/,
     'version CAS + supersede + insert (insertIfUnchanged)',
   ],

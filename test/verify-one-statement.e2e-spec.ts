@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
-import { OtpConnection } from '../src/otp/persistence/otp-connection.js';
 import { expectError, sendCode, wrongCode } from './support/contract.js';
 import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
+import { statementsDuring } from './support/statement-count.js';
 import { rowsFor, startTestApp, type TestApp, travel, uniqueEmail } from './support/test-app.js';
 
 /**
@@ -10,26 +9,6 @@ import { rowsFor, startTestApp, type TestApp, travel, uniqueEmail } from './supp
  * guess bound to the remembered request and marks it verified); anything else takes the usual
  * path, and the database decides either way.
  */
-
-/** Counts the statements the module sends on its pool while `run` runs. */
-async function statementsDuring(
-  app: INestApplication,
-  run: () => Promise<unknown>,
-): Promise<number> {
-  const pool = app.get(OtpConnection).pool;
-  const query = pool.query.bind(pool);
-  let count = 0;
-  pool.query = ((...args: Parameters<typeof pool.query>) => {
-    count += 1;
-    return query(...args);
-  }) as typeof pool.query;
-  try {
-    await run();
-  } finally {
-    pool.query = query;
-  }
-  return count;
-}
 
 const verifyOn = (t: TestApp, body: Record<string, unknown>) =>
   t.http.post('/otp/verify').send(body);

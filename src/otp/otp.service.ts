@@ -35,10 +35,12 @@ import { PURPOSE_PATTERN, type OtpChannel, type OtpRequestStatus } from './otp.t
 import type { OtpRequest } from './persistence/otp-request.entity.js';
 import {
   OtpRequestRepository,
+  type FirstSend,
   type NewOtpRequest,
   type VerifyClaim,
 } from './persistence/otp-request.repository.js';
 import { RecentCodes } from './persistence/recent-codes.js';
+import { SentDestinations } from './persistence/sent-destinations.js';
 import { attemptsRemaining, requestStatus } from './policy/request-status.js';
 import type { PurgeResult } from './retention/otp-retention.js';
 import { OtpRetentionService } from './retention/otp-retention.service.js';
@@ -51,7 +53,9 @@ import {
   type PurposePolicy,
 } from './policy/purpose-policy.js';
 import {
+  EMPTY_HISTORY,
   evaluateSend,
+  firstSendResendAfterMs,
   nextSendAt,
   secondsUntil,
   withSend,
@@ -202,6 +206,9 @@ export class OtpService {
   /** Codes this instance sent, for a one-statement verify (HMAC only: see `verify`). */
   private readonly recentCodes: RecentCodes;
   private readonly destinations: DestinationNormalizer;
+  private readonly sentDestinations = new SentDestinations();
+  /** `firstSendOf`'s answers, by policy (one a configured purpose, one for every other). */
+  private readonly firstSends = new WeakMap<PurposePolicy, FirstSend | null>();
 
   constructor(
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
@@ -707,7 +714,8 @@ export class OtpService {
    * Reads the destination's history, asks the policy, and inserts the send if no other send to the
    * destination committed meanwhile (optimistic: a compare-and-set on the destination's version);
    * when one did, decides again on the new history. Each round has a winner, so a request only
-   * retries while others are making progress; after `MAX_SEND_ROUNDS` it yields to them.
+   * retries while others are making progress; after `MAX_SEND_ROUNDS` it yields to them. A
+   * destination's first send skips the read: with no history, the policy's answer is known.
    */
   private async decideAndInsert(
     send: {
@@ -723,6 +731,31 @@ export class OtpService {
     policy: PurposePolicy,
   ): Promise<{ replay: OtpRequest } | { created: NewOtpRequest; history: SendHistory }> {
     const sendPolicy = this.policies.sendPolicy(policy);
+    // A destination this instance has not seen a history for is likely new: one statement inserts
+    // its first send, or writes nothing when it has a history after all (then the usual way).
+    const first =
+      send.idempotencyKey === null && !this.sentDestinations.has(send.destination)
+        ? this.firstSendOf(policy, send.purpose)
+        : null;
+    if (first) {
+      const created = await this.requests.insertFirst(
+        {
+          id: send.id,
+          destination: send.destination,
+          purpose: send.purpose,
+          channel: send.channel,
+          codeHash: send.codeHash,
+          codeLength: policy.codeLength,
+          maxAttempts: policy.maxAttempts,
+          idempotencyKey: null,
+          requestFingerprint: null,
+          subject: send.subject,
+        },
+        first,
+      );
+      this.sentDestinations.add(send.destination);
+      if (created) return { created, history: EMPTY_HISTORY };
+    }
     for (let round = 1; ; round++) {
       const { now, version, history, idempotent, hardLockedAt } = await this.requests.loadHistory(
         send.destination,
@@ -771,7 +804,10 @@ export class OtpService {
         requestFingerprint: send.fingerprint,
         subject: send.subject,
       };
-      if (await this.requests.insertIfUnchanged(row, version)) return { created: row, history };
+      if (await this.requests.insertIfUnchanged(row, version)) {
+        this.sentDestinations.add(send.destination);
+        return { created: row, history };
+      }
       if (round >= MAX_SEND_ROUNDS) throw new SendLimitedError('OTP_RESEND_COOLDOWN', 1);
     }
   }
@@ -889,6 +925,21 @@ export class OtpService {
       this.decoyHashes.set(length, hash);
     }
     return hash;
+  }
+
+  /**
+   * What the purpose's policy answers a destination's first send, worked out once a policy: a send
+   * with no idempotency key tries the one-statement first send with it (`decideAndInsert`); null
+   * when the policy would refuse even a first send, which then takes the usual read.
+   */
+  private firstSendOf(policy: PurposePolicy, purpose: string): FirstSend | null {
+    let first = this.firstSends.get(policy);
+    if (first === undefined) {
+      const resendAfterMs = firstSendResendAfterMs(purpose, this.policies.sendPolicy(policy));
+      first = resendAfterMs === null ? null : { ttlSeconds: policy.ttlSeconds, resendAfterMs };
+      this.firstSends.set(policy, first);
+    }
+    return first;
   }
 
   /** The purpose's policy; with `strictPurposes`, a purpose it does not list is a 400. */

@@ -364,6 +364,67 @@ const INSERT_IF_UNCHANGED_WITH_KEY = new Statement<
      WHERE (${IN_FLOW} OR ${STALE_KEY})`),
 );
 
+/** The parameters of a destination's first send (`insertFirst`). */
+type FirstSendParam =
+  | 'lookbackSeconds'
+  | 'id'
+  | 'destination'
+  | 'purpose'
+  | 'channel'
+  | 'codeHash'
+  | 'codeLength'
+  | 'maxAttempts'
+  | 'ttlSeconds'
+  | 'resendAfterMs'
+  | 'subject';
+
+/**
+ * A destination's first send, without reading its history first: `insertIfUnchanged`'s claim,
+ * supersede and insert, taken only while the destination has no version row and no send in the
+ * history window (`:lookbackSeconds`). Such a destination's history is empty, so the policy's
+ * answer is known without a read (`FirstSend`): the row's times are the statement's clock plus the
+ * purpose's offsets. Any other destination inserts nothing and the send takes the usual way.
+ * - The probe of the window is what makes "no version row" mean "no history", whatever removed a
+ *   version row or never wrote one (a purge, an upgrade from before `otp_destinations`).
+ * - `ON CONFLICT DO NOTHING` (a version is never 0) is what makes two first sends to one
+ *   destination race safely: the second waits for the first's insert, inserts nothing, and decides
+ *   on the history it then reads, as after a lost compare-and-set.
+ * - The supersede finds nothing on a destination without history; it is there so that the
+ *   one-active-code index can never be what refuses the insert.
+ * - The commit is lazy, as `insertIfUnchanged`'s, and for the same reasons.
+ */
+const INSERT_FIRST = new Statement<
+  FirstSendParam,
+  { created_at: Date; expires_at: Date; resend_available_at: Date }
+>(
+  `WITH lazy AS (
+     SELECT set_config('synchronous_commit', 'off', true) AS commit_mode),
+   -- In milliseconds, as every other send's row is (its clock comes back as a JS Date): a fallback
+   -- and the partitioned layout find a request by its id and creation time.
+   clock AS (SELECT date_trunc('milliseconds', statement_timestamp()) AS now),
+   claimed AS (
+     INSERT INTO otp_destinations (destination, version, updated_at)
+     SELECT :destination::varchar, 1, statement_timestamp()
+      WHERE NOT EXISTS (SELECT 1 FROM otp_requests
+        WHERE destination = :destination AND created_at > ${SINCE})
+     ON CONFLICT (destination) DO NOTHING
+     RETURNING version),
+   released AS (
+     UPDATE otp_requests SET superseded_at = (SELECT now FROM clock), code_hash = NULL
+      WHERE ${IN_FLOW} AND EXISTS (SELECT 1 FROM claimed)
+     RETURNING 1)
+   INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+     max_attempts, created_at, expires_at, resend_available_at, subject)
+   SELECT :id::uuid, :destination::varchar, :purpose::varchar, :channel::varchar,
+     :codeHash::varchar, :codeLength::smallint, :maxAttempts::smallint, clock.now,
+     clock.now + make_interval(secs => :ttlSeconds::int),
+     clock.now + make_interval(secs => :resendAfterMs::bigint / 1000.0),
+     :subject::text
+   FROM (SELECT count(*) FROM released) AS superseded, clock
+   WHERE EXISTS (SELECT 1 FROM claimed) AND (SELECT commit_mode FROM lazy) = 'off'
+   RETURNING created_at, expires_at, resend_available_at`,
+);
+
 const MARK_FAILED = new Statement<'id'>(
   `UPDATE otp_requests SET delivery_status = 'failed', code_hash = NULL, idempotency_key = NULL
     WHERE id = :id`,
@@ -554,6 +615,15 @@ export interface SendSnapshot {
   idempotent: OtpRequest | null;
 }
 
+/**
+ * What the policy answers a destination's first send (an empty history), as offsets from the send's
+ * creation: its code's lifetime, and how long until the next send is allowed.
+ */
+export interface FirstSend {
+  ttlSeconds: number;
+  resendAfterMs: number;
+}
+
 /** A request and the history of its flow, read on one database clock (for the status route). */
 export interface StatusSnapshot {
   now: Date;
@@ -700,6 +770,40 @@ export class OtpRequestRepository {
    * Returns false when another send won the race (or took the same idempotency key): the caller
    * reads the history again and decides again.
    */
+  /**
+   * A destination's first send, in one round trip (see `INSERT_FIRST`), with the times `first`
+   * gives for an empty history: the row as inserted, or null when the destination has a history
+   * (nothing was written; the send reads it and decides as usual).
+   */
+  async insertFirst(
+    send: Omit<NewOtpRequest, 'createdAt' | 'expiresAt' | 'resendAvailableAt'> & {
+      idempotencyKey: null;
+      requestFingerprint: null;
+    },
+    first: FirstSend,
+  ): Promise<NewOtpRequest | null> {
+    const [row] = await this.query(INSERT_FIRST, {
+      lookbackSeconds: this.historyParams.lookbackSeconds,
+      id: send.id,
+      destination: send.destination,
+      purpose: send.purpose,
+      channel: send.channel,
+      codeHash: send.codeHash,
+      codeLength: send.codeLength,
+      maxAttempts: send.maxAttempts,
+      ttlSeconds: first.ttlSeconds,
+      resendAfterMs: first.resendAfterMs,
+      subject: send.subject,
+    });
+    if (!row) return null;
+    return {
+      ...send,
+      createdAt: row.created_at,
+      expiresAt: row.expires_at,
+      resendAvailableAt: row.resend_available_at,
+    };
+  }
+
   async insertIfUnchanged(row: NewOtpRequest, expectedVersion: string): Promise<boolean> {
     // Inside a per-account lock's transaction, a unique violation would abort the transaction and
     // fail every later statement of the retry: a savepoint keeps it to this statement. Only a send

@@ -1,7 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import type { DeliveryStatus } from '../otp.types.js';
 import {
+  EMPTY_HISTORY,
   evaluateSend,
+  firstSendResendAfterMs,
   nextSendAt,
   summarizeHistory,
   withSend,
@@ -478,5 +480,61 @@ describe('withSend', () => {
     expect(nextSendAt(shifted, 'login', now, policy)).toEqual(
       nextSendAt(recount, 'login', now, policy),
     );
+  });
+});
+
+describe('firstSendResendAfterMs', () => {
+  /** What a send that read an empty history at `now` would store as its next-send time. */
+  const readThenDecide = (policy: SendPolicy, now: Date): number | null => {
+    if (!evaluateSend(EMPTY_HISTORY, 'login', now, policy).allowed) return null;
+    const sent = { purpose: 'login', createdAt: now, deliveryStatus: 'pending' as const };
+    const next = nextSendAt(
+      withSend(EMPTY_HISTORY, { ...sent, verifiedAt: null, exhaustedAt: null }, policy),
+      'login',
+      now,
+      policy,
+    );
+    return next.getTime() - now.getTime();
+  };
+
+  it("is the first cooldown step under the contract's defaults", () => {
+    expect(firstSendResendAfterMs('login', CONTRACT_POLICY)).toBe(30_000);
+  });
+
+  it('is the hour when one send an hour is the cap, and the day when one a day is', () => {
+    expect(firstSendResendAfterMs('login', { ...CONTRACT_POLICY, maxSendsPerHour: 1 })).toBe(
+      HOUR * 1000,
+    );
+    expect(
+      firstSendResendAfterMs('login', {
+        ...CONTRACT_POLICY,
+        maxSendsPerHour: 1,
+        maxSendsPerDay: 1,
+      }),
+    ).toBe(DAY * 1000);
+  });
+
+  it('is 0 with no cooldown and room under the caps', () => {
+    expect(
+      firstSendResendAfterMs('login', { ...CONTRACT_POLICY, resendCooldownSeconds: [0] }),
+    ).toBe(0);
+  });
+
+  it('is what reading an empty history and deciding gives, for any policy and any moment', () => {
+    let seed = 7;
+    const next = (n: number): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 500; i += 1) {
+      const policy: SendPolicy = {
+        resendCooldownSeconds: Array.from({ length: 1 + next(4) }, () => next(400)),
+        lockoutStepSeconds: Array.from({ length: 1 + next(4) }, () => next(4000)),
+        maxSendsPerHour: 1 + next(6),
+        maxSendsPerDay: 1 + next(12),
+      };
+      const now = new Date(T0 + next(10 ** 9) * 1000);
+      expect(firstSendResendAfterMs('login', policy)).toBe(readThenDecide(policy, now));
+    }
   });
 });

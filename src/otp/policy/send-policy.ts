@@ -203,3 +203,32 @@ export function nextSendAt(
   const decision = evaluateSend(history, purpose, now, policy);
   return decision.allowed ? now : decision.until;
 }
+
+/** The history of a destination with no send in the window. */
+export const EMPTY_HISTORY: SendHistory = Object.freeze({
+  entries: Object.freeze([]),
+  hourly: Object.freeze({ atCapMinusOne: null, atCap: null }),
+  daily: Object.freeze({ atCapMinusOne: null, atCap: null }),
+});
+
+/**
+ * What the policy answers a destination's first send (an empty history): null if it refuses it,
+ * else how long after that send the next one is allowed (ms). Every rule counts from the sends
+ * themselves, so the answer is the same at any moment; `at` only anchors the arithmetic.
+ */
+export function firstSendResendAfterMs(
+  purpose: string,
+  policy: SendPolicy,
+  at: Date = new Date(0),
+): number | null {
+  if (!evaluateSend(EMPTY_HISTORY, purpose, at, policy).allowed) return null;
+  const sent: SendHistoryEntry = {
+    purpose,
+    createdAt: at,
+    deliveryStatus: 'pending',
+    verifiedAt: null,
+    exhaustedAt: null,
+  };
+  const next = nextSendAt(withSend(EMPTY_HISTORY, sent, policy), purpose, at, policy);
+  return next.getTime() - at.getTime();
+}
