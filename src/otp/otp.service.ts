@@ -737,20 +737,19 @@ export class OtpService {
       send.idempotencyKey === null && !this.sentDestinations.has(send.destination)
         ? this.firstSendOf(policy, send.purpose)
         : null;
+    const request = {
+      id: send.id,
+      destination: send.destination,
+      purpose: send.purpose,
+      channel: send.channel,
+      codeHash: send.codeHash,
+      codeLength: policy.codeLength,
+      maxAttempts: policy.maxAttempts,
+      subject: send.subject,
+    };
     if (first) {
       const created = await this.requests.insertFirst(
-        {
-          id: send.id,
-          destination: send.destination,
-          purpose: send.purpose,
-          channel: send.channel,
-          codeHash: send.codeHash,
-          codeLength: policy.codeLength,
-          maxAttempts: policy.maxAttempts,
-          idempotencyKey: null,
-          requestFingerprint: null,
-          subject: send.subject,
-        },
+        { ...request, idempotencyKey: null, requestFingerprint: null },
         first,
       );
       this.sentDestinations.add(send.destination);
@@ -785,13 +784,7 @@ export class OtpService {
         exhaustedAt: null,
       };
       const row: NewOtpRequest = {
-        id: send.id,
-        destination: send.destination,
-        purpose: send.purpose,
-        channel: send.channel,
-        codeHash: send.codeHash,
-        codeLength: policy.codeLength,
-        maxAttempts: policy.maxAttempts,
+        ...request,
         createdAt: now,
         expiresAt: new Date(now.getTime() + policy.ttlSeconds * 1000),
         resendAvailableAt: nextSendAt(
@@ -802,7 +795,6 @@ export class OtpService {
         ),
         idempotencyKey: send.idempotencyKey,
         requestFingerprint: send.fingerprint,
-        subject: send.subject,
       };
       if (await this.requests.insertIfUnchanged(row, version)) {
         this.sentDestinations.add(send.destination);

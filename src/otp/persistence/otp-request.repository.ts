@@ -364,19 +364,20 @@ const INSERT_IF_UNCHANGED_WITH_KEY = new Statement<
      WHERE (${IN_FLOW} OR ${STALE_KEY})`),
 );
 
-/** The parameters of a destination's first send (`insertFirst`). */
+/** The parameters of a destination's first send (`insertFirst`): times are offsets, no key. */
 type FirstSendParam =
+  | Exclude<
+      InsertParam,
+      | 'expectedVersion'
+      | 'now'
+      | 'expiresAt'
+      | 'resendAvailableAt'
+      | 'idempotencyKey'
+      | 'requestFingerprint'
+    >
   | 'lookbackSeconds'
-  | 'id'
-  | 'destination'
-  | 'purpose'
-  | 'channel'
-  | 'codeHash'
-  | 'codeLength'
-  | 'maxAttempts'
   | 'ttlSeconds'
-  | 'resendAfterMs'
-  | 'subject';
+  | 'resendAfterMs';
 
 /**
  * A destination's first send, without reading its history first: `insertIfUnchanged`'s claim,
