@@ -40,6 +40,7 @@ export default {
         '<rootDir>/test/races.e2e-spec.ts',
         '<rootDir>/test/policy.e2e-spec.ts',
         '<rootDir>/test/verify-one-statement.e2e-spec.ts',
+        '<rootDir>/test/send-first.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/partitioned-layout.cjs'],
     },
