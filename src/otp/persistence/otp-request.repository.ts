@@ -760,18 +760,6 @@ export class OtpRequestRepository {
   }
 
   /**
-   * Inserts a send decided on the snapshot whose destination version was `expectedVersion`, in one
-   * statement, and only if no other send to the destination committed since: the statement bumps
-   * the version with a compare-and-set (a concurrent send blocks on the version row, then finds
-   * the version moved and inserts nothing). The same statement supersedes the flow's active code and
-   * releases an idempotency key held by a row older than the window (one UPDATE, since a row may
-   * match both); the INSERT reads that UPDATE's count, which makes Postgres finish it first, so the
-   * old active row is out of the unique index in time.
-   *
-   * Returns false when another send won the race (or took the same idempotency key): the caller
-   * reads the history again and decides again.
-   */
-  /**
    * A destination's first send, in one round trip (see `INSERT_FIRST`), with the times `first`
    * gives for an empty history: the row as inserted, or null when the destination has a history
    * (nothing was written; the send reads it and decides as usual).
@@ -805,6 +793,18 @@ export class OtpRequestRepository {
     };
   }
 
+  /**
+   * Inserts a send decided on the snapshot whose destination version was `expectedVersion`, in one
+   * statement, and only if no other send to the destination committed since: the statement bumps
+   * the version with a compare-and-set (a concurrent send blocks on the version row, then finds
+   * the version moved and inserts nothing). The same statement supersedes the flow's active code and
+   * releases an idempotency key held by a row older than the window (one UPDATE, since a row may
+   * match both); the INSERT reads that UPDATE's count, which makes Postgres finish it first, so the
+   * old active row is out of the unique index in time.
+   *
+   * Returns false when another send won the race (or took the same idempotency key): the caller
+   * reads the history again and decides again.
+   */
   async insertIfUnchanged(row: NewOtpRequest, expectedVersion: string): Promise<boolean> {
     // Inside a per-account lock's transaction, a unique violation would abort the transaction and
     // fail every later statement of the retry: a savepoint keeps it to this statement. Only a send
