@@ -1,6 +1,6 @@
 /**
- * `npm run bench:instructions`: what a send and a verify cost Postgres, in instructions, counted
- * by valgrind (callgrind) on the statements the module sends. CPU time on a shared 2-core host
+ * `npm run bench:instructions`: what a send, a verify and a send again cost Postgres, in
+ * instructions, counted by valgrind (callgrind) on the statements the module sends. CPU time on a shared 2-core host
  * moves by a fifth between two runs of the same code; an instruction count moves by a few hundred
  * in two million, whatever else the machine does, so a change to a statement or to the schema can
  * be judged in one run.
