@@ -347,5 +347,56 @@ describe.each(LAYOUT_PLATFORMS)('send policy (configured numbers) on %s', (platf
   });
 });
 
+describe.each(LAYOUT_PLATFORMS)('send caps turned off (Infinity) on %s', (platform) => {
+  let hourlyOff: TestApp;
+  let bothOff: TestApp;
+  beforeAll(async () => {
+    const options = { resendCooldownSeconds: [0], ttlSeconds: 120 };
+    hourlyOff = await startTestApp(
+      { ...options, maxSendsPerHour: Infinity, maxSendsPerDay: 7 },
+      { platform },
+    );
+    bothOff = await startTestApp(
+      { ...options, maxSendsPerHour: Infinity, maxSendsPerDay: Infinity },
+      { platform },
+    );
+  });
+  afterAll(async () => {
+    await hourlyOff?.close();
+    await bothOff?.close();
+  });
+
+  it('leaves the other cap binding', async () => {
+    const email = uniqueEmail();
+    for (let i = 0; i < 7; i++) {
+      expect((await hourlyOff.http.post('/otp/send').send({ destination: email })).status).toBe(
+        202,
+      );
+    }
+    const refused = await hourlyOff.http.post('/otp/send').send({ destination: email });
+    expectLimited(refused, 'OTP_SEND_LIMIT', 86_400);
+    expect(await rowsFor(email)).toHaveLength(7);
+  });
+
+  it('sends as often as the cooldown allows, each send a new active code', async () => {
+    const email = uniqueEmail();
+    // Twice the default daily cap, all within the hour.
+    for (let i = 0; i < 20; i++) {
+      const sent = await bothOff.http.post('/otp/send').send({ destination: email });
+      expect(sent.status).toBe(202);
+      // No cap is near: the next send is allowed at once (cooldown 0).
+      expect(resendDelay(sent.body, 120)).toBe(0);
+    }
+    const rows = await rowsFor(email);
+    expect(rows).toHaveLength(20);
+    expect(rows.filter((r) => r.delivery_status === 'sent' && r.code_hash !== null)).toHaveLength(
+      1,
+    );
+    const code = bothOff.provider.lastCode(email);
+    const verified = await bothOff.http.post('/otp/verify').send({ destination: email, code });
+    expect(verified.status).toBe(200);
+  });
+});
+
 // This file also runs in the jest project "partitioned" (jest.config.mjs): on that layout there.
 describe('the database under test', () => itRunsOnTheLayoutUnderTest());

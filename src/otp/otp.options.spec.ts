@@ -104,6 +104,8 @@ describe('resolveOtpOptions', () => {
     ['maxAttempts', { maxAttempts: 0 }],
     ['maxSendsPerHour', { maxSendsPerHour: -1 }],
     ['maxSendsPerDay', { maxSendsPerDay: 2.5 }],
+    ['maxSendsPerDay', { maxSendsPerDay: -Infinity }],
+    ['maxSendsPerHour', { maxSendsPerHour: NaN }],
     ['tokenTtlSeconds', { tokenTtlSeconds: 0 }],
     ['throttleLimit', { throttleLimit: 0 }],
     ['bcryptCost', { bcryptCost: 4.5 }],
@@ -126,6 +128,15 @@ describe('resolveOtpOptions', () => {
     ['verifyCacheSize', { verifyCacheSize: 1.5 }],
   ])('refuses an invalid %s (%o), naming it', (name, input) => {
     expect(() => resolveOtpOptions(input)).toThrow(name);
+  });
+
+  it('takes Infinity as no cap for the hourly and daily send caps, and nothing else', () => {
+    const resolved = resolveOtpOptions({ maxSendsPerHour: Infinity, maxSendsPerDay: Infinity });
+    expect(resolved).toMatchObject({ maxSendsPerHour: Infinity, maxSendsPerDay: Infinity });
+    expect(() => resolveOtpOptions({ maxSendsPerDay: 0 })).toThrow(
+      'maxSendsPerDay must be a positive integer, or Infinity for no cap',
+    );
+    expect(() => resolveOtpOptions({ ttlSeconds: Infinity })).toThrow('ttlSeconds');
   });
 
   it('refuses an unknown option key, naming it and the likely intended one', () => {

@@ -65,9 +65,15 @@ export class OtpModuleOptions {
    * code was exhausted; the last value repeats. Default `[30, 60, 300, 900, 3600]`.
    */
   lockoutStepSeconds: number[] = [30, 60, 300, 900, 3600];
-  /** Sends per destination (all purposes) in any 60 minutes. Default `5`. */
+  /**
+   * Sends per destination (all purposes) in any 60 minutes; `Infinity` for no hourly cap (the
+   * send's history read then skips the probe of the hour). Default `5`.
+   */
   maxSendsPerHour = 5;
-  /** Sends per destination (all purposes) in any 24 hours. Default `10`. */
+  /**
+   * Sends per destination (all purposes) in any 24 hours; `Infinity` for no daily cap. Default
+   * `10`.
+   */
   maxSendsPerDay = 10;
   /**
    * Retention: `purge()` deletes rows older than this (never less than the longest policy window,
@@ -286,8 +292,6 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
   for (const key of [
     'ttlSeconds',
     'maxAttempts',
-    'maxSendsPerHour',
-    'maxSendsPerDay',
     'tokenTtlSeconds',
     'deliveryTimeoutMs',
     'throttleLimit',
@@ -299,6 +303,12 @@ export function resolveOtpOptions(input: OtpModuleOptionsInput = {}): OtpModuleO
     'poolSize',
   ] as const) {
     positiveInt(key, options[key]);
+  }
+  for (const key of ['maxSendsPerHour', 'maxSendsPerDay'] as const) {
+    const cap = options[key];
+    if (cap !== Infinity && (!Number.isInteger(cap) || cap < 1)) {
+      problems.push(`${key} must be a positive integer, or Infinity for no cap`);
+    }
   }
   for (const key of ['resendCooldownSeconds', 'lockoutStepSeconds'] as const) {
     const list = options[key];

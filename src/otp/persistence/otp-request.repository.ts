@@ -701,8 +701,13 @@ export class OtpRequestRepository {
     @Inject(OTP_OPTIONS) private readonly options: OtpModuleOptions,
   ) {
     // Positions cap-1 and cap (1-based) are rows cap-2 and cap-1 (0-based); a cap of 1 has only one.
+    // No cap (Infinity) reads no row: `LIMIT 0` ends the probe before its scan starts, where a huge
+    // cap's OFFSET would walk every send of the window.
     this.dataSource = connection.dataSource;
-    const marks = (cap: number) => ({ offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 });
+    const marks = (cap: number) =>
+      Number.isFinite(cap)
+        ? { offset: Math.max(cap - 2, 0), limit: cap >= 2 ? 2 : 1 }
+        : { offset: 0, limit: 0 };
     const hourly = marks(options.maxSendsPerHour);
     const daily = marks(options.maxSendsPerDay);
     // Sized for the most demanding purpose: the rows read serve every purpose's decision.
