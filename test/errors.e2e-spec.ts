@@ -216,11 +216,18 @@ describe.each(PLATFORMS)('per-IP throttling on %s', (platform) => {
     expect(second.status).not.toBe(429);
     const third = await t.http.get(`/otp/requests/${first.body.requestId as string}`);
     expect(third.status).toBe(200);
+    // The per-IP budget is not advertised on any answer.
+    for (const res of [first, second, third]) {
+      expect(Object.keys(res.headers).filter((h) => /ratelimit/i.test(h))).toEqual([]);
+    }
 
     const other = uniqueEmail();
     const fourth = await t.http.post('/otp/send').send({ destination: other });
     const retryAfter = expectRetryable(fourth, 'RATE_LIMITED');
     expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(Object.keys(fourth.headers).filter((h) => /ratelimit|retry-after-/i.test(h))).toEqual(
+      [],
+    );
     // Refused before it reached the service.
     expect(await rowsFor(other)).toHaveLength(0);
     expectRetryable(

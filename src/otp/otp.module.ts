@@ -110,6 +110,10 @@ import { OtpThrottlerGuard } from './throttler/otp-throttler.guard.js';
         throttlers: [
           { name: 'default', limit: options.throttleLimit, ttl: options.throttleTtlSeconds * 1000 },
         ],
+        // No X-RateLimit-* headers: they count only this per-IP budget, not the caps and
+        // cooldowns that refuse most sends, and tell a script its exact budget. A 429 carries
+        // Retry-After (the contract's error filter), which is all a client needs.
+        setHeaders: false,
       }),
       inject: [OTP_OPTIONS],
     },

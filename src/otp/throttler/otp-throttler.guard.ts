@@ -121,10 +121,17 @@ export class OtpThrottlerGuard extends ThrottlerGuard {
     return `nest-otp:${name}:${tracker}`;
   }
 
+  /**
+   * The 429 carries Retry-After whoever answers it: the module's filter sets it too, but a host
+   * route under `@UseGuards(OtpThrottlerGuard)` may be answered by the host's own filter.
+   */
   protected override throwThrottlingException(
-    _context: ExecutionContext,
+    context: ExecutionContext,
     detail: ThrottlerLimitDetail,
   ): Promise<void> {
-    throw new RateLimitedError(detail.timeToBlockExpire);
+    const error = new RateLimitedError(detail.timeToBlockExpire);
+    const { res } = this.getRequestResponse(context);
+    this.setResponseHeader(res, 'Retry-After', String(error.retryAfter));
+    throw error;
   }
 }
