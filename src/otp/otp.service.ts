@@ -60,6 +60,7 @@ import {
   secondsUntil,
   withSend,
   type SendHistory,
+  type SendPolicy,
 } from './policy/send-policy.js';
 
 export interface SendOtpInput {
@@ -735,7 +736,7 @@ export class OtpService {
     // its first send, or writes nothing when it has a history after all (then the usual way).
     const first =
       send.idempotencyKey === null && !this.sentDestinations.has(send.destination)
-        ? this.firstSendOf(policy, send.purpose)
+        ? this.firstSendOf(policy, sendPolicy, send.purpose)
         : null;
     const request = {
       id: send.id,
@@ -924,10 +925,14 @@ export class OtpService {
    * with no idempotency key tries the one-statement first send with it (`decideAndInsert`); null
    * when the policy would refuse even a first send, which then takes the usual read.
    */
-  private firstSendOf(policy: PurposePolicy, purpose: string): FirstSend | null {
+  private firstSendOf(
+    policy: PurposePolicy,
+    sendPolicy: SendPolicy,
+    purpose: string,
+  ): FirstSend | null {
     let first = this.firstSends.get(policy);
     if (first === undefined) {
-      const resendAfterMs = firstSendResendAfterMs(purpose, this.policies.sendPolicy(policy));
+      const resendAfterMs = firstSendResendAfterMs(purpose, sendPolicy);
       first = resendAfterMs === null ? null : { ttlSeconds: policy.ttlSeconds, resendAfterMs };
       this.firstSends.set(policy, first);
     }

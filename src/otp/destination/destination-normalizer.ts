@@ -1,3 +1,4 @@
+import { trimToCapacity } from '../common/trim-to-capacity.js';
 import { type Destination, type DestinationRules, normalizeDestination } from './destination.js';
 
 /**
@@ -27,10 +28,7 @@ export class DestinationNormalizer {
     const destination = Object.freeze(normalizeDestination(raw, this.rules));
     if (this.capacity > 0) {
       this.known.set(raw, destination);
-      if (this.known.size > this.capacity) {
-        const oldest = this.known.keys().next();
-        if (!oldest.done) this.known.delete(oldest.value);
-      }
+      trimToCapacity(this.known, this.capacity);
     }
     return destination;
   }

@@ -1,3 +1,5 @@
+import { trimToCapacity } from '../common/trim-to-capacity.js';
+
 /** A code this instance sent: its request, until it expires. */
 export interface RecentCode {
   readonly id: string;
@@ -24,10 +26,7 @@ export class RecentCodes {
     // Re-inserted, so a resend moves its flow to the young end.
     this.byFlow.delete(key);
     this.byFlow.set(key, code);
-    if (this.byFlow.size > this.capacity) {
-      const oldest = this.byFlow.keys().next();
-      if (!oldest.done) this.byFlow.delete(oldest.value);
-    }
+    trimToCapacity(this.byFlow, this.capacity);
   }
 
   /** The flow's remembered code, unless it has expired by this instance's clock. */

@@ -1,3 +1,5 @@
+import { trimToCapacity } from '../common/trim-to-capacity.js';
+
 /**
  * Distinct destinations kept: about 1.5 MB of heap for ordinary addresses. Past it the oldest goes
  * first; forgetting one costs its next send from this instance one short extra round trip.
@@ -24,10 +26,7 @@ export class SentDestinations {
   add(destination: string): void {
     if (this.capacity === 0 || this.seen.has(destination)) return;
     this.seen.add(destination);
-    if (this.seen.size > this.capacity) {
-      const oldest = this.seen.values().next();
-      if (!oldest.done) this.seen.delete(oldest.value);
-    }
+    trimToCapacity(this.seen, this.capacity);
   }
 
   get size(): number {
