@@ -1,10 +1,21 @@
 import { createHash } from 'node:crypto';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
-/** An index, as `CREATE INDEX <name> … ON otp_requests <on>`. */
-interface ConcurrentIndex {
+/** An index, as `CREATE [UNIQUE] INDEX <name> … ON otp_requests <on>`. */
+export interface ConcurrentIndex {
   name: string;
   on: string;
+  /**
+   * Unique on the unpartitioned table. On the partitioned layout it is a plain index named `…_idx`
+   * instead of `…_uq` (Postgres requires the partition key in a unique index there; the layout's
+   * trigger enforces it), as `PartitionOtpRequests` converts the unique indexes it finds.
+   */
+  unique?: boolean;
+}
+
+/** The index's name on the partitioned layout (see `ConcurrentIndex.unique`). */
+function partitionedName(index: ConcurrentIndex): string {
+  return index.unique ? index.name.replace(/_uq$/, '_idx') : index.name;
 }
 
 const POLICY_INDEXES: readonly ConcurrentIndex[] = [
@@ -61,19 +72,33 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
     down(queryRunner: QueryRunner): Promise<void>;
   } {
     return {
-      up: (queryRunner) =>
-        withSessionTimeouts(queryRunner, async () => {
+      up: async (queryRunner) => {
+        if (queryRunner.isTransactionActive) {
+          // Only a revert builds in a transaction (typeorm/typeorm#11058, see `down`), where
+          // CONCURRENTLY cannot run: a plain build, which blocks writes to the table until it ends.
+          await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
+          await queryRunner.query(`SET LOCAL statement_timeout = '${STATEMENT_TIMEOUT}'`);
+          const partitioned = await isPartitioned(queryRunner);
+          for (const index of indexes) {
+            const create = partitioned
+              ? `CREATE INDEX IF NOT EXISTS ${partitionedName(index)}`
+              : `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX IF NOT EXISTS ${index.name}`;
+            await queryRunner.query(`${create}\n  ON otp_requests ${index.on}`);
+          }
+          return;
+        }
+        await withSessionTimeouts(queryRunner, async () => {
           if (await isPartitioned(queryRunner)) return buildOnPartitions(queryRunner, indexes);
           const invalid = await invalidIndexes(queryRunner, indexes);
           for (const index of indexes) {
             if (invalid.includes(index.name)) {
               await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index.name}`);
             }
-            await queryRunner.query(
-              `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${index.name}\n  ON otp_requests ${index.on}`,
-            );
+            const create = `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS`;
+            await queryRunner.query(`${create} ${index.name}\n  ON otp_requests ${index.on}`);
           }
-        }),
+        });
+      },
       down: async (queryRunner) => {
         if (queryRunner.isTransactionActive) {
           // TypeORM reverts in a transaction even with `transaction = false` (typeorm/typeorm#11058),
@@ -81,16 +106,17 @@ export class AddPolicyIndexes1795300000002 implements MigrationInterface {
           // EXCLUSIVE lock: a short lock_timeout keeps writes from queueing behind it for long.
           await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
           await queryRunner.query(`SET LOCAL statement_timeout = '1min'`);
-          await queryRunner.query(
-            `DROP INDEX IF EXISTS ${indexes.map((index) => index.name).join(', ')}`,
-          );
+          const names = (await isPartitioned(queryRunner))
+            ? indexes.map(partitionedName)
+            : indexes.map((index) => index.name);
+          await queryRunner.query(`DROP INDEX IF EXISTS ${names.join(', ')}`);
           return;
         }
         await withSessionTimeouts(queryRunner, async () => {
           if (await isPartitioned(queryRunner)) {
             // A partitioned index cannot be dropped CONCURRENTLY: a plain drop only updates the
             // catalog, and waits for its lock in short tries so no write queues long behind it.
-            const names = indexes.map((index) => index.name).join(', ');
+            const names = indexes.map(partitionedName).join(', ');
             return withShortLockWaits(queryRunner, `DROP INDEX IF EXISTS ${names}`);
           }
           for (const index of [...indexes].reverse()) {
@@ -114,7 +140,7 @@ const SHORT_LOCK_TRIES = 120;
  * Runs `work` with the timeouts set for the session. Outside a transaction a SET outlives the
  * migration on a pooled connection, so they are RESET afterwards, also when `work` fails.
  */
-async function withSessionTimeouts(
+export async function withSessionTimeouts(
   queryRunner: QueryRunner,
   work: () => Promise<void>,
 ): Promise<void> {
@@ -155,7 +181,7 @@ SELECT c.relname AS name
  * True when otp_requests is partitioned (the layout of `otpPartitionedMigrations`). A plain SQL
  * file is written for the unpartitioned table: there, this read finds no row.
  */
-async function isPartitioned(queryRunner: QueryRunner): Promise<boolean> {
+export async function isPartitioned(queryRunner: QueryRunner): Promise<boolean> {
   const rows = (await queryRunner.query(
     `-- On a partitioned otp_requests (otpPartitionedMigrations) Postgres cannot build an index
 -- CONCURRENTLY on the table itself: the migration builds each partition's index CONCURRENTLY and
@@ -176,10 +202,10 @@ async function buildOnPartitions(
   queryRunner: QueryRunner,
   indexes: readonly ConcurrentIndex[],
 ): Promise<void> {
-  for (const index of indexes) {
+  for (const { name, on } of indexes.map((index) => ({ ...index, name: partitionedName(index) }))) {
     await withShortLockWaits(
       queryRunner,
-      `CREATE INDEX IF NOT EXISTS ${index.name}\n  ON ONLY otp_requests ${index.on}`,
+      `CREATE INDEX IF NOT EXISTS ${name}\n  ON ONLY otp_requests ${on}`,
     );
     for (;;) {
       const missing = (await queryRunner.query(
@@ -188,12 +214,12 @@ async function buildOnPartitions(
  WHERE i.inhparent = 'otp_requests'::regclass AND NOT i.inhdetachpending
    AND NOT EXISTS (
      SELECT 1 FROM pg_inherits ii JOIN pg_index x ON x.indexrelid = ii.inhrelid
-      WHERE ii.inhparent = ${literal(index.name)}::regclass AND x.indrelid = c.oid)
+      WHERE ii.inhparent = ${literal(name)}::regclass AND x.indrelid = c.oid)
  ORDER BY c.relname`,
       )) as { partition: string }[];
       if (missing.length === 0) break;
       for (const { partition } of missing) {
-        const child = childIndexName(partition, index.name);
+        const child = childIndexName(partition, name);
         const [state] = (await queryRunner.query(
           `SELECT x.indisvalid AS valid FROM pg_index x
   WHERE x.indexrelid = to_regclass(quote_ident(${literal(child)}))`,
@@ -202,11 +228,11 @@ async function buildOnPartitions(
           await queryRunner.query(`DROP INDEX CONCURRENTLY IF EXISTS ${identifier(child)}`);
         }
         await queryRunner.query(
-          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${identifier(child)}\n  ON ${identifier(partition)} ${index.on}`,
+          `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${identifier(child)}\n  ON ${identifier(partition)} ${on}`,
         );
         await withShortLockWaits(
           queryRunner,
-          `ALTER INDEX ${index.name} ATTACH PARTITION ${identifier(child)}`,
+          `ALTER INDEX ${name} ATTACH PARTITION ${identifier(child)}`,
         );
       }
     }
@@ -217,7 +243,7 @@ async function buildOnPartitions(
  * Runs one statement whose lock queues other sessions behind it while it waits: in tries of
  * `SHORT_LOCK_TIMEOUT`, a second apart, giving up after `SHORT_LOCK_TRIES`.
  */
-async function withShortLockWaits(queryRunner: QueryRunner, sql: string): Promise<void> {
+export async function withShortLockWaits(queryRunner: QueryRunner, sql: string): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
     await queryRunner.query(`SET lock_timeout = '${SHORT_LOCK_TIMEOUT}'`);
     try {

@@ -11,6 +11,7 @@ import {
   MoveChecksToDomains1795300000008,
 } from './1795300000008-MoveChecksToDomains.js';
 import { MergeOtpRequestsChecks1795300000009 } from './1795300000009-MergeOtpRequestsChecks.js';
+import { IndexLiveFlows1795300000010 } from './1795300000010-IndexLiveFlows.js';
 import { PartitionOtpRequests1795300000000 } from './1795300000000-PartitionOtpRequests.js';
 
 /** Every migration of the module, in order: add them to the host DataSource's `migrations`. */
@@ -25,6 +26,7 @@ export const otpMigrations = [
   ValidateOtpChannelPush1795300000007,
   MoveChecksToDomains1795300000008,
   MergeOtpRequestsChecks1795300000009,
+  IndexLiveFlows1795300000010,
 ];
 
 /**
@@ -43,6 +45,7 @@ export const otpPartitionedMigrations = otpMigrations.flatMap((migration) =>
 /**
  * Tables and indexes that exist once every migration above ran; the module checks them (and
  * `OTP_SCHEMA_COLUMNS`, `OTP_SCHEMA_TYPES`) at start. Add the newest migration's objects here with each new migration.
+ * A unique index `…_uq` is also found as `…_idx`, its name on the partitioned layout.
  */
 export const OTP_SCHEMA_RELATIONS: readonly string[] = [
   'otp_requests',
@@ -54,6 +57,7 @@ export const OTP_SCHEMA_RELATIONS: readonly string[] = [
   'otp_deliveries_provider_message_uq',
   'otp_fallbacks',
   'otp_fallbacks_due_at_idx',
+  'otp_requests_live_flow_uq',
 ];
 
 /** Columns, as `table.column`, added by migrations that create no table or index. */

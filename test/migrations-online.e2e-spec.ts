@@ -441,6 +441,11 @@ describe('AddPolicyIndexes (online-safe)', () => {
 
 describe('MoveChecksToDomains and MergeOtpRequestsChecks (online-safe)', () => {
   const before = otpMigrations.slice(0, otpMigrations.indexOf(MoveChecksToDomains1795300000008));
+  /** Through MergeOtpRequestsChecks: the two migrations under test, and nothing after them. */
+  const through = otpMigrations.slice(
+    0,
+    otpMigrations.indexOf(MoveChecksToDomains1795300000008) + 2,
+  );
 
   /** Every relation of the module's tables (tables and indexes) with its file: a rewrite changes it. */
   const files = (url: string): Promise<Record<string, number>> =>
@@ -563,7 +568,7 @@ describe('MoveChecksToDomains and MergeOtpRequestsChecks (online-safe)', () => {
     const filesBefore = await files(url);
     const scansBefore = await scans(url);
 
-    await runMigrations(url, otpMigrations);
+    await runMigrations(url, through);
 
     expect(await files(url)).toEqual(filesBefore);
     expect(await scans(url)).toBe(scansBefore);
@@ -812,3 +817,150 @@ describe.each(['default', 'partitioned'] as const)(
     }
   },
 );
+
+describe('IndexLiveFlows: one live code per flow, and a delivery recorded as a HOT update', () => {
+  const NEW = 'otp_requests_live_flow';
+  const OLD = 'otp_requests_active_flow';
+
+  /**
+   * Whether each row of `destinations` stands as a heap-only tuple (pageinspect's
+   * `HEAP_ONLY_TUPLE`), which only a HOT update writes: one that added no index entry.
+   */
+  const heapOnly = (url: string, destinations: string[]): Promise<boolean[]> =>
+    withClient(url, async (client) => {
+      await client.query('CREATE EXTENSION IF NOT EXISTS pageinspect');
+      const { rows } = await client.query<{ heap_only: boolean }>(
+        `SELECT (SELECT (t.t_infomask2 & 32768) <> 0
+                   FROM heap_page_items(get_raw_page(r.tableoid::regclass::text,
+                                                     (r.ctid::text::point)[0]::int)) t
+                  WHERE t.lp = (r.ctid::text::point)[1]::int) AS heap_only
+           FROM otp_requests r WHERE r.destination = ANY($1::text[]) ORDER BY r.destination`,
+        [destinations],
+      );
+      return rows.map((row) => row.heap_only);
+    });
+
+  /** Sends through the routes, one code to each of `count` new destinations. */
+  const sendThroughRoutes = async (url: string, count: number): Promise<string[]> => {
+    const t = await startTestApp({}, { databaseUrl: url });
+    const destinations = Array.from({ length: count }, () => `hot-${randomUUID()}@example.com`);
+    try {
+      for (const destination of destinations) {
+        const res = await t.http.post('/otp/send').send({ destination });
+        expect(res.status).toBe(202);
+      }
+    } finally {
+      await t.close();
+    }
+    return destinations;
+  };
+
+  /** The send's two writes as SQL: the insert of a live code, then its delivery record. */
+  const sendInSql = (url: string, count: number): Promise<string[]> =>
+    withClient(url, async (client) => {
+      const destinations = Array.from({ length: count }, () => `sql-${randomUUID()}@example.com`);
+      for (const destination of destinations) {
+        const { rows } = await client.query<{ id: string }>(
+          `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+             max_attempts, expires_at, resend_available_at)
+           VALUES (gen_random_uuid(), $1, 'login', 'email', 'hash', 6, 3,
+             now() + interval '5 minutes', now()) RETURNING id`,
+          [destination],
+        );
+        await client.query(
+          `UPDATE otp_requests SET delivery_status = 'sent', delivered_at = now(),
+             delivered_by = 'webhook', delivered_to = destination WHERE id = $1`,
+          [rows[0]?.id],
+        );
+      }
+      return destinations;
+    });
+
+  /** The flow indexes there are, each with whether it is valid. */
+  const flowIndexes = (url: string): Promise<Record<string, boolean>> =>
+    withClient(url, async (client) => {
+      const { rows } = await client.query<{ name: string; valid: boolean }>(
+        `SELECT c.relname AS name, x.indisvalid AS valid FROM pg_index x
+           JOIN pg_class c ON c.oid = x.indexrelid
+          WHERE x.indrelid = 'otp_requests'::regclass AND c.relname LIKE '%_flow_%'`,
+      );
+      return Object.fromEntries(rows.map((row) => [row.name, row.valid]));
+    });
+
+  for (const layout of ['default', 'partitioned'] as const) {
+    const migrations = layout === 'default' ? otpMigrations : otpPartitionedMigrations;
+    const suffix = layout === 'default' ? 'uq' : 'idx';
+
+    it(`${layout} layout: builds over a flow's ended codes, a send's delivery record is HOT; reverted (in a transaction and outside one), the old index is back and it is not`, async () => {
+      const url = await freshDatabase();
+      await runMigrations(url, migrations.slice(0, -1));
+      if (layout === 'partitioned') {
+        await withClient(url, (client) =>
+          client.query('SELECT otp_requests_create_partitions(7, 1)'),
+        );
+      }
+      // One flow's history the old index allowed: a failed delivery (not superseded) and the live
+      // code sent after it.
+      await withClient(url, (client) =>
+        client.query(
+          `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+             max_attempts, expires_at, resend_available_at, delivery_status, superseded_at)
+           SELECT gen_random_uuid(), 'flow@example.com', 'login', 'email', h, 6, 3,
+                  now() + interval '5 minutes', now(), s, NULL
+             FROM (VALUES (NULL, 'failed'), ('hash', 'sent')) AS v(h, s)`,
+        ),
+      );
+      await runMigrations(url, migrations);
+      expect(await flowIndexes(url)).toEqual({ [`${NEW}_${suffix}`]: true });
+      expect(await heapOnly(url, await sendThroughRoutes(url, 5))).toEqual(Array(5).fill(true));
+      expect(await heapOnly(url, await sendInSql(url, 3))).toEqual(Array(3).fill(true));
+      // The flow keeps one live code: a second is refused.
+      await expect(
+        withClient(url, (client) =>
+          client.query(
+            `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+               max_attempts, expires_at, resend_available_at)
+             VALUES (gen_random_uuid(), 'flow@example.com', 'login', 'email', 'hash', 6, 3,
+               now() + interval '5 minutes', now())`,
+          ),
+        ),
+      ).rejects.toMatchObject({ code: '23505', constraint: 'otp_requests_live_flow_uq' });
+
+      for (const transaction of ['none', 'each'] as const) {
+        // What the live-flow index allows and the old one would refuse: a code that expired and
+        // lost its hash before the next send, not superseded by it, beside that send's live code.
+        const stale = `stale-${transaction}@example.com`;
+        await withClient(url, (client) =>
+          client.query(
+            `INSERT INTO otp_requests (id, destination, purpose, channel, code_hash, code_length,
+               max_attempts, created_at, expires_at, resend_available_at, delivery_status)
+             SELECT gen_random_uuid(), $1, 'login', 'email', h, 6, 3, now() - ago,
+                    now() - ago + interval '5 minutes', now(), 'sent'
+               FROM (VALUES (NULL, interval '10 minutes'), ('hash', interval '0 minutes'))
+                 AS v(h, ago)`,
+            [stale],
+          ),
+        );
+        await withDataSource(url, (ds) => ds.undoLastMigration({ transaction }), migrations);
+        expect(await flowIndexes(url)).toEqual({ [`${OLD}_${suffix}`]: true });
+        // The expired one is marked superseded at its expiry; the live one is left as it was.
+        const ended = await withClient(url, async (client) => {
+          const { rows } = await client.query<{ hash: boolean; at_expiry: boolean | null }>(
+            `SELECT code_hash IS NOT NULL AS hash, superseded_at = expires_at AS at_expiry
+               FROM otp_requests WHERE destination = $1 ORDER BY created_at`,
+            [stale],
+          );
+          return rows;
+        });
+        expect(ended).toEqual([
+          { hash: false, at_expiry: true },
+          { hash: true, at_expiry: null },
+        ]);
+        // The control: under the old index's predicate a delivery record is never HOT.
+        expect(await heapOnly(url, await sendInSql(url, 3))).toEqual(Array(3).fill(false));
+        await runMigrations(url, migrations);
+        expect(await flowIndexes(url)).toEqual({ [`${NEW}_${suffix}`]: true });
+      }
+    }, 120_000);
+  }
+});

@@ -116,7 +116,7 @@ function asPartitioned(indexes: unknown[]): unknown[] {
       }
       if (
         [
-          'otp_requests_active_flow_uq',
+          'otp_requests_live_flow_uq',
           'otp_requests_idempotency_key_uq',
           'otp_requests_token_hash_uq',
         ].includes(index.index)
@@ -139,9 +139,9 @@ function asPartitioned(indexes: unknown[]): unknown[] {
 const INSERT = `
   INSERT INTO otp_requests (id, destination, purpose, channel, code_length, max_attempts,
                             created_at, expires_at, resend_available_at, idempotency_key,
-                            superseded_at, token_hash, token_expires_at, delivery_status)
+                            superseded_at, token_hash, token_expires_at, delivery_status, code_hash)
   VALUES (gen_random_uuid(), $1, 'login', 'email', 6, 3, $2, $2::timestamptz + interval '5 minutes',
-          $2, $3, $4, $5, $6, 'sent')
+          $2, $3, $4, $5, $6, 'sent', 'hash')
   RETURNING id`;
 
 /** Inserts one row; `at` is its created_at. */
@@ -401,7 +401,7 @@ describe('uniqueness across partitions (partitioned layout)', () => {
     }
   });
 
-  it('one active code per flow across days: a second active row raises 23505 on otp_requests_active_flow_uq; a superseded one does not', async () => {
+  it('one active code per flow across days: a second live row raises 23505 on otp_requests_live_flow_uq; a superseded one does not', async () => {
     const url = await partitionedDatabase();
     await withClient(url, (client) => client.query('SELECT otp_requests_create_partitions(7, 1)'));
     await withClient(url, async (client) => {
@@ -410,7 +410,7 @@ describe('uniqueness across partitions (partitioned layout)', () => {
       const error = await errorOf(
         insertRow(client, { destination: 'flow@example.com', at: new Date() }),
       );
-      expect(error).toMatchObject({ code: '23505', constraint: 'otp_requests_active_flow_uq' });
+      expect(error).toMatchObject({ code: '23505', constraint: 'otp_requests_live_flow_uq' });
       await insertRow(client, {
         destination: 'flow@example.com',
         at: new Date(),

@@ -138,9 +138,14 @@ class Statement<Name extends string, Row = never> implements PreparedStatement {
  *   `[rows, rowCount]`.
  */
 
-/** A code still able to verify, as far as its row says (its expiry is checked apart). */
+/**
+ * A code still able to verify, as far as its row says (its expiry is checked apart): the predicate
+ * of the one-live-code-per-flow index (`IndexLiveFlows`). Every way a code ends drops its hash, a
+ * failed delivery too; the predicate names no column a delivery changes, so recording one is a HOT
+ * update.
+ */
 const ACTIVE = `verified_at IS NULL AND exhausted_at IS NULL AND superseded_at IS NULL
-  AND delivery_status <> 'failed'`;
+  AND code_hash IS NOT NULL`;
 
 /** The flow's active code: `:destination`, `:purpose`. */
 const IN_FLOW = `(destination = :destination AND purpose = :purpose AND ${ACTIVE})`;
@@ -432,11 +437,12 @@ const MARK_FAILED = new Statement<'id'>(
 );
 
 /*
- * Reserves on the flow's active code through the one-active-code-per-flow unique index: its WHERE
- * names the index's columns, and no condition on the hash, which would also fit the partial index
- * of live hashes (a plan reading that one scanned every live code of every destination: cheap
- * while few are live, ruinous once many are, and a plan is kept until the table is analyzed again).
- * An active, unexpired code always holds a hash; the caller refuses a row without.
+ * Reserves on the flow's live code through the one-live-code-per-flow unique index: its WHERE
+ * names the index's columns and predicate. The predicate's hash condition also fits the partial
+ * index of live hashes, whose scan by expiry would read every live code of every destination
+ * (cheap while few are live, ruinous once many are, and a plan is kept until the table is analyzed
+ * again); the flow's two equalities on a unique index are what the planner takes instead
+ * (test/prepared-statements.e2e-spec.ts plans it generically on an unanalyzed table).
  *
  * A verify that knows the flow's request (`:claimedId`, a code this instance sent) binds its guess
  * to it beforehand (`:claimedHash`, `CodeHasher.digest`). If the row reserved is that request, the
@@ -498,10 +504,17 @@ const MARK_VERIFIED = new Statement<
    SELECT * FROM verified`,
 );
 
-/** Keyed by the flow too (see `DROP_EXPIRED_HASH`). */
+/**
+ * By the primary key, and without `ACTIVE`'s hash: a code whose last attempt was reserved before
+ * its expiry is marked exhausted (it counts toward the lockout) even if its expired hash was
+ * dropped meanwhile. Its conditions do not imply the live-flow index's predicate, so no plan reads
+ * that index for it.
+ */
 const MARK_EXHAUSTED = new Statement<'id' | 'destination' | 'purpose'>(
   `UPDATE otp_requests SET exhausted_at = statement_timestamp(), code_hash = NULL
-    WHERE ${IN_FLOW} AND id = :id AND attempts_used >= max_attempts`,
+    WHERE id = :id AND destination = :destination AND purpose = :purpose
+      AND verified_at IS NULL AND exhausted_at IS NULL AND superseded_at IS NULL
+      AND delivery_status <> 'failed' AND attempts_used >= max_attempts`,
 );
 
 const FIND_LATEST_IN_FLOW = new Statement<

@@ -48,6 +48,16 @@ describe('requestStatus', () => {
       { supersededAt: later(-400), expiresAt: later(-1) },
       'superseded',
     ],
+    [
+      'a code superseded after it expired',
+      { supersededAt: later(-10), expiresAt: later(-20) },
+      'expired',
+    ],
+    [
+      'a code superseded at its expiry',
+      { supersededAt: later(-20), expiresAt: later(-20) },
+      'expired',
+    ],
     ['a code whose delivery failed', { deliveryStatus: 'failed' }, 'failed'],
     ['a failed code past its expiry', { deliveryStatus: 'failed', expiresAt: later(-1) }, 'failed'],
   ])('reports %s as %s', (_name, overrides, expected) => {

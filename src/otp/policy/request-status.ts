@@ -17,7 +17,9 @@ export function requestStatus(row: RequestLifecycle, now: Date): OtpRequestStatu
   if (row.deliveryStatus === 'failed') return 'failed';
   if (row.exhaustedAt || row.attemptsUsed >= row.maxAttempts) return 'exhausted';
   if (row.cancelledAt) return 'cancelled';
-  if (row.supersededAt) return 'superseded';
+  // A code replaced after it expired ended by expiring: a send supersedes only a code still live,
+  // and an expired one keeps its hash until swept, so the label must not depend on the sweep.
+  if (row.supersededAt && row.supersededAt < row.expiresAt) return 'superseded';
   if (row.expiresAt <= now) return 'expired';
   return 'pending';
 }
