@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     if (sectionEnabled('hash')) memory.push(...(await hashSection(db.url, figures)));
     if (sectionEnabled('throughput') || sectionEnabled('growth')) {
       app = await AppHandle.start(db.url, hmacApp);
-      if (sectionEnabled('throughput')) memory.push(...(await throughputSection(app, figures)));
+      if (sectionEnabled('throughput')) memory.push(...(await throughputSection(app, db, figures)));
       if (sectionEnabled('growth')) {
         memory.push(...(await growthSection(app, db, figures)));
         await explainSection(app, db, figures);

@@ -1,4 +1,5 @@
 import type { AppHandle } from './app-handle.js';
+import type { BenchDb } from './bench-db.js';
 import { CONCURRENCIES, settings } from './config.js';
 import type { Figures } from './figures.js';
 import { wrongCode } from './hash-ceiling.js';
@@ -19,7 +20,11 @@ const ROUND_TRIP_SAMPLE = 100;
  * unused code once (right code, 200), taken from the sends so far or, when those are not enough
  * for the run ahead, minted through OtpService.send in the app process beforehand (not measured).
  */
-export async function throughputSection(app: AppHandle, figures: Figures): Promise<MemoryRow[]> {
+export async function throughputSection(
+  app: AppHandle,
+  db: BenchDb,
+  figures: Figures,
+): Promise<MemoryRow[]> {
   console.log(`\n== 2. HMAC hasher: throughput and latency (${settings.loadSeconds} s runs) ==`);
   const pool: Code[] = [];
   let sequence = 0;
@@ -109,6 +114,7 @@ export async function throughputSection(app: AppHandle, figures: Figures): Promi
     }
   }
   await roundTrips(app, figures);
+  await hotDeliveries(db, figures);
   return [
     {
       app: 'hmac',
@@ -189,4 +195,30 @@ async function roundTrips(app: AppHandle, figures: Figures): Promise<void> {
   figures.add('db-round-trips-per-verify', perRequest(verifies));
   figures.add('db-round-trips-per-send-again', perRequest(sendsAgain));
   figures.add('db-round-trips-per-wrong-verify', perRequest(wrongVerifies));
+}
+
+/**
+ * Section 2c: how many of the load runs' delivery records were HOT updates (a new row version on
+ * the same page, no new index entry): of the rows written under load whose only update was that
+ * record (never verified nor superseded), the share whose current version is a heap-only tuple,
+ * which only a HOT update writes (pageinspect). The one-live-code index names no column a delivery
+ * changes (`IndexLiveFlows`); a page with no room left is what still makes one a plain update.
+ */
+async function hotDeliveries(db: BenchDb, figures: Figures): Promise<void> {
+  console.log('\n-- 2c. delivery records written as HOT updates (sends of the load runs) --');
+  await db.query('CREATE EXTENSION IF NOT EXISTS pageinspect');
+  const [row] = await db.query<{ rows: number; hot: number }>(
+    `SELECT count(*)::int AS rows, count(*) FILTER (WHERE (
+              SELECT (t.t_infomask2 & 32768) <> 0
+                FROM heap_page_items(get_raw_page(r.tableoid::regclass::text,
+                                                  (r.ctid::text::point)[0]::int)) t
+               WHERE t.lp = (r.ctid::text::point)[1]::int))::int AS hot
+       FROM otp_requests r
+      WHERE r.destination LIKE 'load-%' AND r.delivery_status = 'sent'
+        AND r.verified_at IS NULL AND r.superseded_at IS NULL AND r.attempts_used = 0`,
+  );
+  const rows = row?.rows ?? 0;
+  const share = rows === 0 ? 0 : round((100 * (row?.hot ?? 0)) / rows, 1);
+  console.log(`${row?.hot ?? 0} of ${rows} delivery records were HOT updates (${share}%)`);
+  figures.add('delivery-records-hot-pct', share, 1);
 }
