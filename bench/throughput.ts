@@ -8,6 +8,7 @@ import { runLoad } from './load.js';
 import type { MemoryRow } from './memory.js';
 import { median, round } from './stats.js';
 import { labelOf } from './statements.js';
+import { isHeapOnly } from '../test/support/heap-only.js';
 
 type Code = [destination: string, code: string];
 
@@ -208,11 +209,7 @@ async function hotDeliveries(db: BenchDb, figures: Figures): Promise<void> {
   console.log('\n-- 2c. delivery records written as HOT updates (sends of the load runs) --');
   await db.query('CREATE EXTENSION IF NOT EXISTS pageinspect');
   const [row] = await db.query<{ rows: number; hot: number }>(
-    `SELECT count(*)::int AS rows, count(*) FILTER (WHERE (
-              SELECT (t.t_infomask2 & 32768) <> 0
-                FROM heap_page_items(get_raw_page(r.tableoid::regclass::text,
-                                                  (r.ctid::text::point)[0]::int)) t
-               WHERE t.lp = (r.ctid::text::point)[1]::int))::int AS hot
+    `SELECT count(*)::int AS rows, count(*) FILTER (WHERE ${isHeapOnly('r')})::int AS hot
        FROM otp_requests r
       WHERE r.destination LIKE 'load-%' AND r.delivery_status = 'sent'
         AND r.verified_at IS NULL AND r.superseded_at IS NULL AND r.attempts_used = 0`,

@@ -23,19 +23,21 @@ const ACTIVE = [
   "delivery_status <> 'failed'",
 ] as const;
 
+/** `rule`'s conditions, each on the row `row` names (`NEW.`, `r.`; none for the table's own). */
+const conditions = (rule: readonly string[], row = ''): string =>
+  rule.map((condition) => `${row}${condition}`).join(' AND ');
+
 const LIVE_FLOW: ConcurrentIndex = {
   name: 'otp_requests_live_flow_uq',
-  on: `(destination, purpose) WHERE ${LIVE.join(' AND ')}`,
+  on: `(destination, purpose) WHERE ${conditions(LIVE)}`,
   unique: true,
 };
 
 const ACTIVE_FLOW: ConcurrentIndex = {
   name: 'otp_requests_active_flow_uq',
-  on: `(destination, purpose) WHERE ${ACTIVE.join(' AND ')}`,
+  on: `(destination, purpose) WHERE ${conditions(ACTIVE)}`,
   unique: true,
 };
-
-const active = (row: string) => ACTIVE.map((condition) => `${row}.${condition}`).join(' AND ');
 
 /**
  * Before the old index is built again: a send supersedes the flow's live code only, so a flow may
@@ -45,10 +47,10 @@ const active = (row: string) => ACTIVE.map((condition) => `${row}.${condition}`)
  * rows'; a revert only.
  */
 const SUPERSEDE_ENDED = `UPDATE otp_requests r SET superseded_at = r.expires_at
- WHERE ${active('r')} AND r.code_hash IS NULL
+ WHERE ${conditions(ACTIVE, 'r.')} AND r.code_hash IS NULL
    AND EXISTS (SELECT 1 FROM otp_requests n
                 WHERE n.destination = r.destination AND n.purpose = r.purpose
-                  AND n.created_at > r.created_at AND ${active('n')})`;
+                  AND n.created_at > r.created_at AND ${conditions(ACTIVE, 'n.')})`;
 
 /**
  * One live code per flow, by an index whose predicate names no column a delivery changes. The old
@@ -96,7 +98,6 @@ async function replaceFlowCheck(
   constraint: string,
 ): Promise<void> {
   if (!(await isPartitioned(queryRunner))) return;
-  const on = (row: string) => rule.map((condition) => `${row}${condition}`).join(' AND ');
   const sql = `DO $do$
 BEGIN
   CREATE OR REPLACE FUNCTION otp_requests_check_unique() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -112,13 +113,13 @@ BEGIN
           CONSTRAINT = 'otp_requests_idempotency_key_uq', TABLE = 'otp_requests';
       END IF;
     END IF;
-    IF ${on('NEW.')}
+    IF ${conditions(rule, 'NEW.')}
        AND (TG_OP = 'INSERT' OR NEW.destination <> OLD.destination OR NEW.purpose <> OLD.purpose
-            OR NOT (${on('OLD.')})) THEN
+            OR NOT (${conditions(rule, 'OLD.')})) THEN
       PERFORM 1 FROM otp_destinations WHERE destination = NEW.destination FOR UPDATE;
       IF EXISTS (SELECT 1 FROM otp_requests
                   WHERE destination = NEW.destination AND purpose = NEW.purpose
-                    AND ${on('')} AND id <> NEW.id) THEN
+                    AND ${conditions(rule)} AND id <> NEW.id) THEN
         RAISE unique_violation USING
           MESSAGE = 'duplicate key value violates unique constraint "${constraint}"',
           CONSTRAINT = '${constraint}', TABLE = 'otp_requests';

@@ -18,6 +18,7 @@ import { listOtpPartitions } from '../src/otp/partitioning/otp-partitions.js';
 import { purgeOtpRequests, type PurgeResult } from '../src/otp/retention/otp-retention.js';
 import { httpTraffic, watchLockWaits, type TrafficCall } from './support/live-traffic.js';
 import { withDataSource } from './support/data-source.js';
+import { isHeapOnly } from './support/heap-only.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
 const adminUrl = (): string => {
@@ -830,10 +831,7 @@ describe('IndexLiveFlows: one live code per flow, and a delivery recorded as a H
     withClient(url, async (client) => {
       await client.query('CREATE EXTENSION IF NOT EXISTS pageinspect');
       const { rows } = await client.query<{ heap_only: boolean }>(
-        `SELECT (SELECT (t.t_infomask2 & 32768) <> 0
-                   FROM heap_page_items(get_raw_page(r.tableoid::regclass::text,
-                                                     (r.ctid::text::point)[0]::int)) t
-                  WHERE t.lp = (r.ctid::text::point)[1]::int) AS heap_only
+        `SELECT ${isHeapOnly('r')} AS heap_only
            FROM otp_requests r WHERE r.destination = ANY($1::text[]) ORDER BY r.destination`,
         [destinations],
       );
