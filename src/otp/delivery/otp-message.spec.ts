@@ -115,6 +115,23 @@ describe('composeOtpMessage', () => {
       );
     });
 
+    it('fills every placeholder each time, leaves unknown ones and inherited names as written', () => {
+      const odd = {
+        en: {
+          sms: '{code}{code} {nope} {constructor}{toString} {appName}',
+          emailHtml: '{code}<b>{appName}</b>',
+        },
+      };
+      const first = composeOtpMessage({ ...base, channel: 'email', messages: odd, appName: 'A&B' });
+      const again = composeOtpMessage({ ...base, messages: odd, code: '987654', appName: 'Zed' });
+      expect(first.text).not.toContain('{code}');
+      expect(first.html).toBe('012345<b>A&amp;B</b>');
+      expect(again.text).toBe('987654987654 {nope} {constructor}{toString} Zed');
+      expect(composeOtpMessage({ ...base, messages: { en: { sms: '{code}' } } }).text).toBe(
+        '012345',
+      );
+    });
+
     it('refuses a template without the code, naming its key', () => {
       expect(
         templateProblems({
