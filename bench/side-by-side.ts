@@ -1,6 +1,7 @@
 import type { AppHandle } from './app-handle.js';
 import type { BenchDb } from './bench-db.js';
 import type { ProcessStats } from './child.js';
+import { type RunCpu, targetBudget } from './cpu-budget.js';
 import { CONCURRENCY_SIDE_BY_SIDE, settings } from './config.js';
 import { CLIENTS, type Client, drive, runFetchLoad } from './fetch-load.js';
 import type { Figures } from './figures.js';
@@ -442,6 +443,41 @@ export async function sideBySideSection(
         rps(name, 'verify') / floorRps,
         3,
       );
+    }
+  }
+
+  // What each target against the bare service leaves nest-otp once the framework has taken its
+  // share (cpu-budget.ts), from the fetch client's medians.
+  const cpuOf = (server: ServerName, path: Path): RunCpu => ({
+    rps: med('fetch', server, path, 'req/s'),
+    serverMs: med('fetch', server, path, 'server CPU ms/req'),
+    postgresMs: med('fetch', server, path, 'Postgres CPU ms/req'),
+    clientPct: med('fetch', server, path, 'client CPU %'),
+  });
+  const ms = (value: number): string => round(value, 3).toFixed(3);
+  for (const { app: name, floor, tag, adapter } of variants) {
+    for (const [path, atLeast] of [
+      ['send', 0.4],
+      ['verify', 0.8],
+    ] as const) {
+      const b = targetBudget(
+        cpuOf(name, path),
+        cpuOf('bare', 'send'),
+        cpuOf(floor, 'send'),
+        atLeast,
+      );
+      const over = b.overFloor;
+      console.log(
+        `CPU budget, ${path} >= ${atLeast}x bare on ${adapter} (server + Postgres + client, ms a ` +
+          `request): a ${path} may cost ${ms(b.allowedMs)}; the Nest floor costs ${ms(b.floorMs)}, ` +
+          `which leaves nest-otp ${ms(b.leftMs)}; nest-otp's ${path} costs ${ms(over.totalMs)} ` +
+          `more than the floor (server ${ms(over.serverMs)}, Postgres ${ms(over.postgresMs)}, ` +
+          `client ${ms(over.clientMs)}). Ratio the sums predict ${round(b.predicted, 3)}, ` +
+          `measured ${round(b.measured, 3)}`,
+      );
+      figures.add(`cpu-budget-${path}${tag}-left-ms`, b.leftMs, 3);
+      figures.add(`cpu-budget-${path}${tag}-over-floor-ms`, over.totalMs, 3);
+      figures.add(`cpu-budget-${path}${tag}-predicted-ratio`, b.predicted, 3);
     }
   }
 
