@@ -1,3 +1,4 @@
+import { trimToCapacity } from '../common/trim-to-capacity.js';
 import type { OtpChannel } from '../otp.types.js';
 
 /**
@@ -180,8 +181,8 @@ function compiled(template: string): readonly string[] {
   let parts = compiledTemplates.get(template);
   if (parts === undefined) {
     parts = template.split(/\{(\w+)\}/);
-    if (compiledTemplates.size >= MAX_COMPILED_TEMPLATES) compiledTemplates.clear();
     compiledTemplates.set(template, parts);
+    trimToCapacity(compiledTemplates, MAX_COMPILED_TEMPLATES);
   }
   return parts;
 }
