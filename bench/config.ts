@@ -59,9 +59,11 @@ export const SLOW_WEBHOOK_MS = 300;
 const outOfTheWay: OtpModuleOptionsInput = {
   throttleLimit: 1_000_000_000,
   // The in-memory throttle store keeps one expiry a hit and filters a key's list on every request.
-  // A real client's list holds at most `throttleLimit` (20) hits; the bench's one IP at ~1000
-  // req/s would hold 60 s x 1000 of them, a cost no real client causes: a 1 s window keeps the
-  // store doing its per-request work without that artifact.
+  // A real client's list holds at most `throttleLimit` (20) hits; each of the fetch client's
+  // connections (its own loopback address, one key) at ~100 req/s would hold 60 s x 100 of them,
+  // a cost no real client causes: a 1 s window keeps the store doing its per-request work without
+  // that artifact. autocannon's connections all come from 127.0.0.1: one key, a list of a second's
+  // requests.
   throttleTtlSeconds: 1,
   resendCooldownSeconds: [0],
   lockoutStepSeconds: [0],
