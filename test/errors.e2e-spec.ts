@@ -137,6 +137,10 @@ describe.each(PLATFORMS)('request validation on %s', (platform) => {
       ['a right-to-left mark', '\u200fuser@example.com'],
       ['a right-to-left override', 'user\u202e@example.com'],
       ['a zero-width space', 'us\u200ber@example.com'],
+      // Half a surrogate pair: not text at all. validator.js's isEmail ran encodeURI on it, which
+      // threw (a 500) before the module refused it.
+      ['half a surrogate pair', 'us\ud800er@example.com'],
+      ['half a surrogate pair in the domain', 'user@exam\udc00ple.com'],
       ['a right-to-left mark in a phone', '+1415\u200f5550123'],
       ['10,000 characters', `${'a'.repeat(10_000 - 12)}@example.com`],
       ['an address over 254 characters', `${'a'.repeat(64)}@${'b'.repeat(190)}.com`],

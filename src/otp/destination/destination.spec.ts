@@ -38,6 +38,22 @@ describe('normalizeDestination', () => {
       expect(normalizeDestination(raw, US)).toEqual({ kind: 'email', value: expected });
     });
 
+    it.each([
+      ['in the local part', 'us\ud800er@example.com'],
+      ['in the domain', 'user@exam\udc00ple.com'],
+      ['at the end', 'user@example.com\ud83d'],
+    ])(
+      'refuses half of a surrogate pair %s with a validation error, not a throw of its own',
+      (_where, raw) => {
+        expect(() => normalizeDestination(raw, US)).toThrow(ValidationFailedError);
+      },
+    );
+
+    it('accepts a whole surrogate pair where isEmail does (in a domain label)', () => {
+      const raw = 'user@ex\ud83d\ude00ample.com';
+      expect(normalizeDestination(raw, US)).toEqual({ kind: 'email', value: raw });
+    });
+
     it('accepts an email of 254 characters', () => {
       const email = emailOfLength(254);
       expect(normalizeDestination(email, US)).toEqual({ kind: 'email', value: email });

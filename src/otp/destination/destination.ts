@@ -31,6 +31,9 @@ const MAX_EMAIL_LENGTH = 254;
 // Control characters and invisible format characters (RTL/LTR marks, zero-width joiners...):
 // they let two different strings look the same to a person.
 const INVISIBLE_OR_CONTROL = /[\p{Cc}\p{Cf}]/u;
+// Half of a surrogate pair (a JSON body may escape one alone): no character at all, and
+// validator.js's isEmail throws on it (encodeURI) instead of answering.
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
 // What a person may type in a phone number; anything else (letters, "ext.") is refused.
 const PHONE_CHARACTERS = /^\+?[0-9 ().-]{4,32}$/;
 
@@ -43,6 +46,9 @@ const PHONE_CHARACTERS = /^\+?[0-9 ().-]{4,32}$/;
 export function normalizeDestination(raw: string, rules: DestinationRules): Destination {
   if (INVISIBLE_OR_CONTROL.test(raw)) {
     throw new ValidationFailedError(['destination contains control or invisible characters']);
+  }
+  if (UNPAIRED_SURROGATE.test(raw)) {
+    throw new ValidationFailedError(['destination contains half of a surrogate pair']);
   }
   const trimmed = raw.trim();
   if (trimmed.includes('@')) {
