@@ -112,6 +112,17 @@ describe.each(PLATFORMS)('POST /otp/requests/:requestId/cancel on %s', (platform
       expectError(await cancelOtp(t, id), 404, 'OTP_REQUEST_NOT_FOUND');
     });
 
+    // Bytes that are not UTF-8: on Fastify the router refuses the URL first (README).
+    it('for an id whose percent-encoding is not UTF-8 (on Fastify its router answers)', async () => {
+      const res = await t.http.post('/otp/requests/%ED%A0%80/cancel');
+      if (platform === 'express') expectError(res, 404, 'OTP_REQUEST_NOT_FOUND');
+      else
+        expect({ status: res.status, code: res.body.code }).toEqual({
+          status: 400,
+          code: 'FST_ERR_BAD_URL',
+        });
+    });
+
     it('for a request already verified, which stays verified', async () => {
       const email = uniqueEmail();
       const { body: sent, code } = await sendCode(t, email);

@@ -4,6 +4,7 @@ import { OTP_OPTIONS, OTP_ROUTE_PREFIX } from '../otp.constants.js';
 import type { OtpModuleOptions } from '../otp.options.js';
 import { sendOtpError } from '../errors/send-otp-error.js';
 import { toOtpError } from '../errors/to-otp-error.js';
+import { RequestNotFoundError } from '../errors/otp.errors.js';
 import { otpRoutePattern } from './otp-route-pattern.js';
 
 type ExpressErrorHandler = (
@@ -38,9 +39,20 @@ export class OtpRoutesErrorHandler implements OnModuleInit {
       if (!otpRoute.test(path)) return next(error);
       sendOtpError(
         res as Parameters<typeof sendOtpError>[0],
-        toOtpError(error, res as never, this.options.throttleTtlSeconds),
+        undecodableParam(error)
+          ? new RequestNotFoundError()
+          : toOtpError(error, res as never, this.options.throttleTtlSeconds),
       );
     };
     adapter.getInstance<{ use(handler: ExpressErrorHandler): void }>().use(handler);
   }
+}
+
+/**
+ * Express's router could not percent-decode a path parameter (a URIError it gave status 400):
+ * on the OTP routes the only one is the request id, and an id that is not even text is a
+ * malformed id, which the contract answers 404 `OTP_REQUEST_NOT_FOUND`, not a body's 400.
+ */
+function undecodableParam(error: unknown): boolean {
+  return error instanceof URIError && (error as { status?: unknown }).status === 400;
 }
