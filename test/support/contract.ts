@@ -2,7 +2,7 @@ import { expect } from '@jest/globals';
 import { randomInt, randomUUID } from 'node:crypto';
 import type { Response } from 'supertest';
 import type { OtpChannel } from '../../src/otp/otp.types.js';
-import { travel, type TestApp } from './test-app.js';
+import { travel, type Platform, type TestApp } from './test-app.js';
 
 /** Assertions on the HTTP contract (docs/http-contract.md) shared by the route specs. */
 
@@ -44,6 +44,19 @@ export function expectError(
     expect(retryAfter as number).toBeGreaterThanOrEqual(1);
     expect(res.headers['retry-after']).toBe(String(retryAfter));
   }
+}
+
+/**
+ * The answer to a request id whose percent-encoding is not UTF-8 (`%ED%A0%80`): on Express the
+ * route's malformed id, 404 `OTP_REQUEST_NOT_FOUND`; on Fastify its router refuses the URL before
+ * any route exists, with its own 400 (README, "Express or Fastify").
+ */
+export function expectUndecodableIdAnswer(res: Response, platform: Platform): void {
+  if (platform === 'express') return expectError(res, 404, 'OTP_REQUEST_NOT_FOUND');
+  expect({ status: res.status, code: res.body.code }).toEqual({
+    status: 400,
+    code: 'FST_ERR_BAD_URL',
+  });
 }
 
 /** Asserts `value` is an ISO-8601 timestamp string and returns it as epoch milliseconds. */
