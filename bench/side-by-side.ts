@@ -1,6 +1,7 @@
 import type { AppHandle } from './app-handle.js';
 import type { BenchDb } from './bench-db.js';
 import type { ProcessStats } from './child.js';
+import { codesAhead } from './codes-ahead.js';
 import { type RunCpu, targetBudget } from './cpu-budget.js';
 import { CONCURRENCY_SIDE_BY_SIDE, settings } from './config.js';
 import { CLIENTS, type Client, drive, runFetchLoad } from './fetch-load.js';
@@ -290,10 +291,16 @@ export async function sideBySideSection(
     for (const server of Object.values(targets)) await measure(client, server, 'send', 1);
   }
   for (const which of verifiers) await topUp(which, isApp(which) ? 2000 : 600);
+  /** Rates of the warm-up's verify and resend runs, by client, server and path. */
+  const warmUp = new Map<string, number>();
   for (const client of CLIENTS) {
-    for (const which of verifiers) await measure(client, targets[which], 'verify', 1);
+    for (const which of verifiers) {
+      const [r] = await measure(client, targets[which], 'verify', 1);
+      warmUp.set(`${client}-${which}-verify`, r.rps);
+    }
     for (const which of ['nest-otp', 'nest-otp-fastify'] as const) {
-      await measure(client, targets[which], 'resend', 1);
+      const [r] = await measure(client, targets[which], 'resend', 1);
+      warmUp.set(`${client}-${which}-resend`, r.rps);
     }
   }
 
@@ -305,8 +312,11 @@ export async function sideBySideSection(
         const server = targets[name];
         const key = `${client}-${name}`;
         if (path !== 'send') {
-          const rate = best.get(`${key}-${path}`) ?? 1500;
-          await topUp(name as Verifier, Math.ceil(rate * settings.loadSeconds * 1.4) + 100);
+          const seen = {
+            bestRate: best.get(`${key}-${path}`),
+            warmUpRate: warmUp.get(`${key}-${path}`),
+          };
+          await topUp(name as Verifier, codesAhead(seen, settings.loadSeconds));
         }
         const [r, cpuMs, pgMs, clientPct] = await measure(
           client,
@@ -353,16 +363,17 @@ export async function sideBySideSection(
       const bareLike =
         server === 'bare' || server === 'nest-bare' || server === 'nest-bare-fastify';
       const label = bareLike ? 'insert+select' : path;
+      // Rounded as the rows are: a median of two is a mean, with a float's noise in its digits.
       summary.push({
         client,
         server,
         path: label,
-        'req/s': rps,
-        'p50 ms': med(client, server, path, 'p50 ms'),
-        'p99 ms': med(client, server, path, 'p99 ms'),
-        'server CPU ms/req': cpu,
-        'Postgres CPU ms/req': pgCpu,
-        'client CPU %': med(client, server, path, 'client CPU %'),
+        'req/s': round(rps, 1),
+        'p50 ms': round(med(client, server, path, 'p50 ms'), 2),
+        'p99 ms': round(med(client, server, path, 'p99 ms'), 2),
+        'server CPU ms/req': round(cpu, 3),
+        'Postgres CPU ms/req': round(pgCpu, 3),
+        'client CPU %': round(med(client, server, path, 'client CPU %'), 1),
       });
       const name = `side-${client}-${server}-${bareLike ? 'request' : path}`;
       figures.add(`${name}-req/s`, rps, 1);
