@@ -29,10 +29,10 @@ export default {
   testTimeout,
   projects: [
     { ...project, displayName: 'default' },
-    // The race, policy and one-statement verify suites again, unchanged, on a database with the
-    // partitioned layout (otpPartitionedMigrations; global setup makes it): the one-active-code,
-    // idempotency, limit and attempt guarantees must hold there too. test/support/partitioned-layout.cjs points
-    // TEST_DATABASE_URL at it.
+    // The race, policy, one-statement verify, first-send and delivery-batch suites again,
+    // unchanged, on a database with the partitioned layout (otpPartitionedMigrations; global setup
+    // makes it): the one-active-code, idempotency, limit and attempt guarantees must hold there
+    // too. test/support/partitioned-layout.cjs points TEST_DATABASE_URL at it.
     {
       ...project,
       displayName: 'partitioned',
@@ -41,6 +41,7 @@ export default {
         '<rootDir>/test/policy.e2e-spec.ts',
         '<rootDir>/test/verify-one-statement.e2e-spec.ts',
         '<rootDir>/test/send-first.e2e-spec.ts',
+        '<rootDir>/test/delivery-batch.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/partitioned-layout.cjs'],
     },

@@ -9,6 +9,7 @@ import type { Figures } from './figures.js';
 import type { LoadOptions, LoadResult } from './load.js';
 import type { PeerHandle, WebhookHandle } from './peers/peer-handle.js';
 import { PostgresCpu } from './postgres-cpu.js';
+import { DELIVERY_RECORDS_TOGETHER, labelOf } from './statements.js';
 import { median, round } from './stats.js';
 
 type Code = [destination: string, code: string];
@@ -405,6 +406,28 @@ export async function sideBySideSection(
     );
     figures.add(`app-cpu-ms-per-send-outside-hash${tag}`, sendCpu, 3);
     figures.add(`app-cpu-ms-per-verify-outside-hash${tag}`, verifyCpu, 3);
+  }
+
+  // Statements a send under the same load, counted in one more run after the measured ones (the
+  // counter costs the app a little): since round 13 the delivery records of sends that end
+  // together share one statement, so a send costs fewer than its two round trips alone.
+  for (const { app: name, tag, adapter } of variants) {
+    await apps[name].call('countQueries', {});
+    const run = await drive('fetch', options(targets[name], 'send', 3));
+    await apps[name].call('settle', {});
+    const counted = await apps[name].call('queries', {});
+    const sends = run.statuses['202'] ?? 0;
+    const statements = counted.reduce((sum, s) => sum + s.count, 0);
+    const records = counted
+      .filter((s) => labelOf(s.text) === DELIVERY_RECORDS_TOGETHER)
+      .reduce((sum, s) => sum + s.count, 0);
+    console.log(
+      `nest-otp on ${adapter}, statements under load (fetch client, 16 concurrent, 3 s, counted): ` +
+        `${round(statements / sends, 2)} a send; ${sends} sends recorded their deliveries in ` +
+        `${records} statements (${round(sends / records, 2)} a statement)`,
+    );
+    figures.add(`side-send-statements-per-send${tag}`, statements / sends, 2);
+    figures.add(`side-send-sends-per-delivery-record${tag}`, sends / records, 2);
   }
 
   for (const client of CLIENTS) {

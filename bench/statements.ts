@@ -5,6 +5,10 @@ import pg from 'pg';
  * Names for the SQL the app sends, by the repository method (or TypeORM call) that sends it, so
  * counter output and EXPLAIN plans read as code paths rather than SQL.
  */
+/** The label of the statement that records the deliveries of several sends at once. */
+export const DELIVERY_RECORDS_TOGETHER =
+  'mark delivered + delivery log, sends together (recordDelivered)';
+
 const LABELS: [RegExp, string][] = [
   [/^\s*START TRANSACTION/i, 'BEGIN (QueryRunner.startTransaction)'],
   [/^\s*BEGIN/i, 'BEGIN'],
@@ -23,6 +27,7 @@ const LABELS: [RegExp, string][] = [
     'version CAS + supersede + insert (insertIfUnchanged)',
   ],
   [/^\s*WITH delivered AS/, 'mark delivered + delivery log (recordDelivered)'],
+  [/^\s*WITH sent AS/, DELIVERY_RECORDS_TOGETHER],
   [/^\s*UPDATE otp_requests SET delivery_status = 'failed'/, 'mark failed (markFailed)'],
   [/^\s*WITH reserved AS/, 'reserve attempt, verify a claimed code (reserveAttempt)'],
   [

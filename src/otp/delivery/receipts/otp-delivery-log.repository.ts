@@ -5,6 +5,7 @@ import {
   prepared,
   type PreparedStatement,
 } from '../../persistence/otp-connection.js';
+import { StatementBatcher } from '../../persistence/statement-batcher.js';
 import type { OtpChannel } from '../../otp.types.js';
 
 /** A delivery attempt's status, as providers report it. */
@@ -122,6 +123,47 @@ SELECT EXISTS (SELECT 1 FROM delivered) AS delivered,
 
 const RECORD_DELIVERED = recordDelivered(true);
 const RECORD_DELIVERED_WITHOUT_FALLBACK = recordDelivered(false);
+
+/**
+ * `RECORD_DELIVERED_WITHOUT_FALLBACK` for several sends at once (`StatementBatcher`): each request
+ * row is marked delivered and its attempts are logged, in one statement and one commit. Answers
+ * the ids it marked; a request missing from them is gone. Each row is found by its primary key, as
+ * alone, and the rows of one batch are those of sends that are all still answering, so no other
+ * statement of the module waits on more than one of them.
+ */
+const RECORD_DELIVERED_BATCH = prepared(`
+WITH sent AS (
+  SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[])
+    AS s(id, channel, provider, delivered_to)),
+delivered AS (
+  UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
+    channel = s.channel, delivered_by = s.provider, delivered_to = s.delivered_to
+    FROM sent s
+   WHERE r.id = s.id
+  RETURNING r.id),
+attempts AS (
+  INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id,
+    delivered_to, status, cause)
+  SELECT a.request_id, a.seq, a.channel, a.provider, a.message_id, a.delivered_to, a.status, 'send'
+    FROM unnest($5::uuid[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+      AS a(request_id, seq, channel, provider, message_id, delivered_to, status)
+   WHERE a.request_id IN (SELECT id FROM delivered)
+  ON CONFLICT DO NOTHING
+  RETURNING 1)
+SELECT id FROM delivered`);
+
+/** A send's first delivery, as `recordDelivered` takes it when it has no fallback to write. */
+interface DeliveredSend {
+  requestId: string;
+  delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null };
+  attempts: readonly DeliveryRecord[];
+}
+
+/**
+ * One delivery record in flight at a time: under load the sends whose deliveries end meanwhile
+ * are recorded together (bench/README.md, round 13). At most 64 a statement.
+ */
+const DELIVERY_BATCHES = { maxInFlight: 1, maxBatch: 64 };
 
 /** Further attempts of a request (a re-delivery), numbered after its last one. */
 const APPEND_ATTEMPTS = prepared(`
@@ -248,6 +290,12 @@ SELECT seq, channel, provider, delivered_to, status, cause, created_at, status_a
  */
 @Injectable()
 export class OtpDeliveryLogRepository {
+  private readonly deliveredSends = new StatementBatcher<DeliveredSend, boolean>(
+    (sends) => this.recordDeliveredBatch(sends),
+    (send) => this.recordDeliveredAlone(send),
+    DELIVERY_BATCHES,
+  );
+
   constructor(private readonly connection: OtpConnection) {}
 
   /**
@@ -261,20 +309,55 @@ export class OtpDeliveryLogRepository {
     attempts: readonly DeliveryRecord[],
     fallback: { sealed: Buffer; channelsUsed: OtpChannel[]; dueAfterSeconds: number | null } | null,
   ): Promise<{ fallback: boolean }> {
-    const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(
-      fallback ? RECORD_DELIVERED : RECORD_DELIVERED_WITHOUT_FALLBACK,
-      [
-        requestId,
-        ...columns(attempts),
-        delivery.channel,
-        delivery.provider,
-        delivery.deliveredTo,
-        ...(fallback ? [fallback.sealed, fallback.channelsUsed, fallback.dueAfterSeconds] : []),
-      ],
-    );
-    if (row?.delivered !== true)
-      throw new Error(`request ${requestId} is gone: cannot mark it delivered`);
+    if (!fallback) {
+      // Most sends: nothing but the record to write, which concurrent sends share.
+      if (!(await this.deliveredSends.submit({ requestId, delivery, attempts }))) gone(requestId);
+      return { fallback: false };
+    }
+    const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(RECORD_DELIVERED, [
+      requestId,
+      ...columns(attempts),
+      delivery.channel,
+      delivery.provider,
+      delivery.deliveredTo,
+      fallback.sealed,
+      fallback.channelsUsed,
+      fallback.dueAfterSeconds,
+    ]);
+    if (row?.delivered !== true) gone(requestId);
     return { fallback: row.fallback };
+  }
+
+  private async recordDeliveredAlone(send: DeliveredSend): Promise<boolean> {
+    const [row] = await this.query<{ delivered: boolean }>(RECORD_DELIVERED_WITHOUT_FALLBACK, [
+      send.requestId,
+      ...columns(send.attempts),
+      send.delivery.channel,
+      send.delivery.provider,
+      send.delivery.deliveredTo,
+    ]);
+    return row?.delivered === true;
+  }
+
+  private async recordDeliveredBatch(sends: DeliveredSend[]): Promise<boolean[]> {
+    const attempts = sends.flatMap((send) =>
+      send.attempts.map((attempt, index) => ({
+        requestId: send.requestId,
+        seq: index + 1,
+        attempt,
+      })),
+    );
+    const rows = await this.query<{ id: string }>(RECORD_DELIVERED_BATCH, [
+      sends.map((send) => send.requestId),
+      sends.map((send) => send.delivery.channel),
+      sends.map((send) => send.delivery.provider),
+      sends.map((send) => send.delivery.deliveredTo),
+      attempts.map((a) => a.requestId),
+      attempts.map((a) => a.seq),
+      ...columns(attempts.map((a) => a.attempt)),
+    ]);
+    const marked = new Set(rows.map((row) => row.id.toLowerCase()));
+    return sends.map((send) => marked.has(send.requestId.toLowerCase()));
   }
 
   async appendAttempts(
@@ -429,6 +512,10 @@ export class OtpDeliveryLogRepository {
   private async query<Row>(statement: PreparedStatement, values: unknown[]): Promise<Row[]> {
     return (await this.connection.run<Row & QueryResultRow>(statement, values)).rows;
   }
+}
+
+function gone(requestId: string): never {
+  throw new Error(`request ${requestId} is gone: cannot mark it delivered`);
 }
 
 /** The attempts as the parallel arrays `unnest` reads. */
