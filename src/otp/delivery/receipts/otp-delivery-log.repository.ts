@@ -124,33 +124,49 @@ SELECT EXISTS (SELECT 1 FROM delivered) AS delivered,
 const RECORD_DELIVERED = recordDelivered(true);
 const RECORD_DELIVERED_WITHOUT_FALLBACK = recordDelivered(false);
 
+/** Parameters a send takes in `recordDeliveredTogether`: id, channel, provider, address, message id, status. */
+const TOGETHER_PARAMS = 6;
+
 /**
- * `RECORD_DELIVERED_WITHOUT_FALLBACK` for several sends at once (`StatementBatcher`): each request
- * row is marked delivered and its attempts are logged, in one statement and one commit. Answers
- * the ids it marked; a request missing from them is gone. Each row is found by its primary key, as
- * alone, and the rows of one batch are those of sends that are all still answering, so no other
- * statement of the module waits on more than one of them.
+ * `RECORD_DELIVERED_WITHOUT_FALLBACK` for `size` sends at once, each with the one attempt that
+ * delivered it (`StatementBatcher`): each request row is marked delivered and its attempt logged,
+ * in one statement and one commit. Answers the ids it marked; a request missing from them is gone.
+ * Its arrays are built from `size` sets of parameters, not passed as arrays: Postgres then knows
+ * how many rows they hold when it plans, and the prepared statement settles on one generic plan
+ * (an array parameter counts as ten rows in a generic plan, so the statement would be planned
+ * again on every call, which cost more than the rows it saves). Sizes go by powers of two (2 to
+ * 64), the unused places null: a null id matches no row. Each row is found by its primary key, as
+ * alone, and the rows of one statement are those of sends that are all still answering, so no
+ * other statement of the module waits on more than one of them.
  */
-const RECORD_DELIVERED_BATCH = prepared(`
+const recordDeliveredTogether = (size: number): PreparedStatement => {
+  const column = (offset: number, type: string): string =>
+    `ARRAY[${Array.from({ length: size }, (_, i) => `$${i * TOGETHER_PARAMS + offset}::${type}`).join(', ')}]`;
+  return prepared(`
 WITH sent AS (
-  SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[])
-    AS s(id, channel, provider, delivered_to)),
+  SELECT * FROM unnest(${column(1, 'uuid')}, ${column(2, 'varchar')}, ${column(3, 'varchar')},
+    ${column(4, 'varchar')}, ${column(5, 'text')}, ${column(6, 'text')})
+    AS s(id, channel, provider, delivered_to, message_id, status)),
 delivered AS (
   UPDATE otp_requests r SET delivery_status = 'sent', delivered_at = statement_timestamp(),
     channel = s.channel, delivered_by = s.provider, delivered_to = s.delivered_to
     FROM sent s
    WHERE r.id = s.id
-  RETURNING r.id),
+  RETURNING r.id, s.channel, s.provider, s.delivered_to, s.message_id, s.status),
 attempts AS (
   INSERT INTO otp_deliveries (request_id, seq, channel, provider, provider_message_id,
     delivered_to, status, cause)
-  SELECT a.request_id, a.seq, a.channel, a.provider, a.message_id, a.delivered_to, a.status, 'send'
-    FROM unnest($5::uuid[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-      AS a(request_id, seq, channel, provider, message_id, delivered_to, status)
-   WHERE a.request_id IN (SELECT id FROM delivered)
+  SELECT d.id, 1, d.channel, d.provider, d.message_id, d.delivered_to, d.status, 'send'
+    FROM delivered d
   ON CONFLICT DO NOTHING
   RETURNING 1)
 SELECT id FROM delivered`);
+};
+
+/** The statements for 2, 4, 8, 16, 32 and 64 sends. */
+const RECORD_DELIVERED_TOGETHER = new Map(
+  [2, 4, 8, 16, 32, 64].map((size) => [size, recordDeliveredTogether(size)]),
+);
 
 /** A send's first delivery, as `recordDelivered` takes it when it has no fallback to write. */
 interface DeliveredSend {
@@ -310,8 +326,13 @@ export class OtpDeliveryLogRepository {
     fallback: { sealed: Buffer; channelsUsed: OtpChannel[]; dueAfterSeconds: number | null } | null,
   ): Promise<{ fallback: boolean }> {
     if (!fallback) {
-      // Most sends: nothing but the record to write, which concurrent sends share.
-      if (!(await this.deliveredSends.submit({ requestId, delivery, attempts }))) gone(requestId);
+      // Most sends (delivered by their first provider, nothing more to write) are recorded with
+      // the sends that end at the same time.
+      const send = { requestId, delivery, attempts };
+      const delivered = deliveredByItsOnlyAttempt(delivery, attempts)
+        ? await this.deliveredSends.submit(send)
+        : await this.recordDeliveredAlone(send);
+      if (!delivered) gone(requestId);
       return { fallback: false };
     }
     const [row] = await this.query<{ delivered: boolean; fallback: boolean }>(RECORD_DELIVERED, [
@@ -340,22 +361,27 @@ export class OtpDeliveryLogRepository {
   }
 
   private async recordDeliveredBatch(sends: DeliveredSend[]): Promise<boolean[]> {
-    const attempts = sends.flatMap((send) =>
-      send.attempts.map((attempt, index) => ({
-        requestId: send.requestId,
-        seq: index + 1,
-        attempt,
-      })),
+    if (sends.length === 1) return [await this.recordDeliveredAlone(sends[0] as DeliveredSend)];
+    let size = 2;
+    while (size < sends.length) size *= 2;
+    const values: unknown[] = new Array(size * TOGETHER_PARAMS).fill(null);
+    sends.forEach((send, index) => {
+      const attempt = send.attempts[0] as DeliveryRecord;
+      values.splice(
+        index * TOGETHER_PARAMS,
+        TOGETHER_PARAMS,
+        send.requestId,
+        send.delivery.channel,
+        send.delivery.provider,
+        send.delivery.deliveredTo,
+        attempt.messageId,
+        attempt.status,
+      );
+    });
+    const rows = await this.query<{ id: string }>(
+      RECORD_DELIVERED_TOGETHER.get(size) as PreparedStatement,
+      values,
     );
-    const rows = await this.query<{ id: string }>(RECORD_DELIVERED_BATCH, [
-      sends.map((send) => send.requestId),
-      sends.map((send) => send.delivery.channel),
-      sends.map((send) => send.delivery.provider),
-      sends.map((send) => send.delivery.deliveredTo),
-      attempts.map((a) => a.requestId),
-      attempts.map((a) => a.seq),
-      ...columns(attempts.map((a) => a.attempt)),
-    ]);
     const marked = new Set(rows.map((row) => row.id.toLowerCase()));
     return sends.map((send) => marked.has(send.requestId.toLowerCase()));
   }
@@ -512,6 +538,26 @@ export class OtpDeliveryLogRepository {
   private async query<Row>(statement: PreparedStatement, values: unknown[]): Promise<Row[]> {
     return (await this.connection.run<Row & QueryResultRow>(statement, values)).rows;
   }
+}
+
+/**
+ * A send its first provider delivered (one attempt, that one), whose provider name fits the log's
+ * column: what `recordDeliveredTogether` writes. Any other goes alone, as before.
+ */
+function deliveredByItsOnlyAttempt(
+  delivery: { channel: OtpChannel; provider: string; deliveredTo: string | null },
+  attempts: readonly DeliveryRecord[],
+): boolean {
+  const [only] = attempts;
+  return (
+    attempts.length === 1 &&
+    only !== undefined &&
+    only.status !== 'failed' &&
+    only.channel === delivery.channel &&
+    only.provider === delivery.provider &&
+    only.deliveredTo === delivery.deliveredTo &&
+    delivery.provider.length <= 64
+  );
 }
 
 function gone(requestId: string): never {
