@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type { OtpMessage, OtpProvider } from '../src/otp/delivery/otp-provider.interface.js';
-import { OtpConnection } from '../src/otp/persistence/otp-connection.js';
 import { expectError } from './support/contract.js';
 import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
+import { watchStatementsDuring } from './support/statement-count.js';
 import { query, startTestApp, type TestApp, uniqueEmail } from './support/test-app.js';
 
 /**
@@ -44,24 +44,14 @@ const TOGETHER_PARAMS = 6;
  * (the statement for several has a place for each of up to a power of two; an unused one is null).
  */
 async function deliveryRecordsDuring(t: TestApp, run: () => Promise<unknown>): Promise<number[]> {
-  const pool = t.app.get(OtpConnection).pool;
-  const original = pool.query.bind(pool);
   const sizes: number[] = [];
-  pool.query = ((config: unknown, ...rest: unknown[]) => {
-    const statement = config as { text?: string; values?: unknown[] };
-    const text = statement.text ?? '';
+  await watchStatementsDuring(t.app, run, ({ text, values }) => {
     if (ALONE.test(text)) sizes.push(1);
     if (TOGETHER.test(text)) {
-      const ids = (statement.values ?? []).filter((_, i) => i % TOGETHER_PARAMS === 0);
+      const ids = values.filter((_, i) => i % TOGETHER_PARAMS === 0);
       sizes.push(ids.filter((id) => id !== null).length);
     }
-    return (original as (...args: unknown[]) => unknown)(config, ...rest);
-  }) as typeof pool.query;
-  try {
-    await run();
-  } finally {
-    pool.query = original;
-  }
+  });
   return sizes;
 }
 

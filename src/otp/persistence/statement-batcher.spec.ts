@@ -18,20 +18,26 @@ function deferred<T>(): {
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** A batcher whose batches the test sees (`batches`) and finishes by hand (`runs`). */
+function heldBatcher<Result>(limits: { maxInFlight: number; maxBatch: number }) {
+  const batches: number[][] = [];
+  const runs: ReturnType<typeof deferred<Result[]>>[] = [];
+  const batcher = new StatementBatcher<number, Result>(
+    (items) => {
+      batches.push(items);
+      const run = deferred<Result[]>();
+      runs.push(run);
+      return run.promise;
+    },
+    () => Promise.reject(new Error('not expected')),
+    limits,
+  );
+  return { batcher, batches, runs };
+}
+
 describe('StatementBatcher', () => {
   it('runs a lone call at once, and the calls made meanwhile together in the next batch', async () => {
-    const batches: number[][] = [];
-    const runs: ReturnType<typeof deferred<string[]>>[] = [];
-    const batcher = new StatementBatcher<number, string>(
-      (items) => {
-        batches.push(items);
-        const run = deferred<string[]>();
-        runs.push(run);
-        return run.promise;
-      },
-      () => Promise.reject(new Error('not expected')),
-      { maxInFlight: 1, maxBatch: 64 },
-    );
+    const { batcher, batches, runs } = heldBatcher<string>({ maxInFlight: 1, maxBatch: 64 });
     const first = batcher.submit(1);
     expect(batches).toEqual([[1]]);
     const rest = [2, 3, 4].map((n) => batcher.submit(n));
@@ -45,18 +51,7 @@ describe('StatementBatcher', () => {
   });
 
   it('puts at most maxBatch items in a batch, and runs up to maxInFlight batches at once', async () => {
-    const batches: number[][] = [];
-    const runs: ReturnType<typeof deferred<number[]>>[] = [];
-    const batcher = new StatementBatcher<number, number>(
-      (items) => {
-        batches.push(items);
-        const run = deferred<number[]>();
-        runs.push(run);
-        return run.promise;
-      },
-      () => Promise.reject(new Error('not expected')),
-      { maxInFlight: 2, maxBatch: 2 },
-    );
+    const { batcher, batches, runs } = heldBatcher<number>({ maxInFlight: 2, maxBatch: 2 });
     const calls = [1, 2, 3, 4, 5, 6, 7].map((n) => batcher.submit(n));
     // Two alone (two may be in flight), then the waiting ones two by two.
     expect(batches).toEqual([[1], [2]]);
