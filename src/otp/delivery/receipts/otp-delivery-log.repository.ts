@@ -124,7 +124,10 @@ SELECT EXISTS (SELECT 1 FROM delivered) AS delivered,
 const RECORD_DELIVERED = recordDelivered(true);
 const RECORD_DELIVERED_WITHOUT_FALLBACK = recordDelivered(false);
 
-/** Parameters a send takes in `recordDeliveredTogether`: id, channel, provider, address, message id, status. */
+/**
+ * Parameters a send takes in `recordDeliveredTogether`: request id, channel, provider, address,
+ * message id, attempt status.
+ */
 const TOGETHER_PARAMS = 6;
 
 /**
