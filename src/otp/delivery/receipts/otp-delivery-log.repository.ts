@@ -367,20 +367,19 @@ export class OtpDeliveryLogRepository {
     if (sends.length === 1) return [await this.recordDeliveredAlone(sends[0] as DeliveredSend)];
     let size = 2;
     while (size < sends.length) size *= 2;
-    const values: unknown[] = new Array(size * TOGETHER_PARAMS).fill(null);
-    sends.forEach((send, index) => {
+    const values: unknown[] = sends.flatMap((send) => {
       const attempt = send.attempts[0] as DeliveryRecord;
-      values.splice(
-        index * TOGETHER_PARAMS,
-        TOGETHER_PARAMS,
+      return [
         send.requestId,
         send.delivery.channel,
         send.delivery.provider,
         send.delivery.deliveredTo,
         attempt.messageId,
         attempt.status,
-      );
+      ];
     });
+    // The unused places of the statement: a null id matches no row.
+    while (values.length < size * TOGETHER_PARAMS) values.push(null);
     const rows = await this.query<{ id: string }>(
       RECORD_DELIVERED_TOGETHER.get(size) as PreparedStatement,
       values,
