@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { MigrationInterface } from 'typeorm';
 import {
   acquireTestServer,
   createUniqueDatabase,
@@ -35,11 +36,15 @@ export class BenchDb {
   /**
    * Another database on the same server, freshly migrated: a table with no history and no
    * statistics from earlier sections (after a TRUNCATE, Postgres keeps the grown table's
-   * statistics and plans for it). Dropped on its own `drop()`.
+   * statistics and plans for it). Dropped on its own `drop()`. `migrations`: the default layout's
+   * unless given (section 7 also makes the partitioned layout's).
    */
-  async sibling(prefix: string): Promise<BenchDb> {
+  async sibling(
+    prefix: string,
+    migrations?: readonly (new () => MigrationInterface)[],
+  ): Promise<BenchDb> {
     const url = await createUniqueDatabase(this.server.adminUrl, prefix);
-    await runOtpMigrations(url);
+    await runOtpMigrations(url, migrations);
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     return new BenchDb(this.server, url, client, false);

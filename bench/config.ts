@@ -23,10 +23,12 @@ export const settings = {
   historyRows: Math.round(positiveNumber('BENCH_HISTORY_ROWS', 1_000_000)),
   /** Rows of the destination under test for the growth figure. */
   destinationRows: Math.round(positiveNumber('BENCH_DESTINATION_ROWS', 10_000)),
+  /** Rows of one day removed by each layout's retention (section 7). */
+  retentionRows: Math.round(positiveNumber('BENCH_RETENTION_ROWS', 1_000_000)),
 };
 
 /** Sections to run (BENCH_SECTIONS, comma-separated); all by default. */
-export const SECTIONS = ['hash', 'throughput', 'growth', 'side', 'slow'] as const;
+export const SECTIONS = ['hash', 'throughput', 'growth', 'side', 'slow', 'retention'] as const;
 export type Section = (typeof SECTIONS)[number];
 export function sectionEnabled(section: Section): boolean {
   const wanted = process.env.BENCH_SECTIONS;

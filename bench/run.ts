@@ -16,6 +16,7 @@ import { memorySection, type MemoryRow } from './memory.js';
 import { PeerHandle, WebhookHandle } from './peers/peer-handle.js';
 import { sideBySideSection } from './side-by-side.js';
 import { slowProviderSection } from './slow-provider.js';
+import { retentionSection } from './retention.js';
 import { mb, round, secondsSince } from './stats.js';
 import { throughputSection } from './throughput.js';
 
@@ -121,6 +122,9 @@ async function main(): Promise<void> {
       }
       if (sectionEnabled('slow')) await slowProviderSection(webhookApp, fresh, sink, figures);
     }
+    // Last, with no app running: it writes and removes a day of rows on each layout, and reads
+    // the server's WAL position, which any other writer would move.
+    if (sectionEnabled('retention')) await retentionSection(db, figures);
     figures.printTargets();
     figures.add('bench-seconds', secondsSince(started), 0);
     // Other work on the machine skews every figure: the load average says how much there was.
