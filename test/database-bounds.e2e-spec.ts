@@ -152,7 +152,8 @@ describe('bounded waits on the database', () => {
       await new Promise((r) => setTimeout(r, 100));
       const found = await inspect.query(
         `SELECT count(*) AS n FROM pg_stat_activity
-          WHERE application_name = 'nest-otp' AND wait_event_type = 'Lock'`,
+          WHERE datname = current_database() AND application_name = 'nest-otp'
+            AND wait_event_type = 'Lock'`,
       );
       waiting = Number(found.rows[0]?.n);
     }
