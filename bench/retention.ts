@@ -42,7 +42,10 @@ interface PurgeCost {
 async function purgeCost(db: BenchDb): Promise<PurgeCost> {
   const dataSource = await new DataSource({ type: 'postgres', url: db.url }).initialize();
   try {
-    await dataSource.query('CHECKPOINT');
+    // CHECKPOINT needs a superuser or pg_checkpoint; without it the figures still hold, less evenly.
+    await dataSource.query('CHECKPOINT').catch((error: unknown) => {
+      console.log(`(no CHECKPOINT before this purge: ${(error as Error).message})`);
+    });
     const lsn = async () =>
       (await dataSource.query<{ lsn: string }[]>('SELECT pg_current_wal_lsn()::text AS lsn'))[0]
         ?.lsn;
