@@ -2,9 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type { OtpMessage, OtpProvider } from '../src/otp/delivery/otp-provider.interface.js';
 import { expectError } from './support/contract.js';
-import { itRunsOnTheLayoutUnderTest } from './support/layouts.js';
+import {
+  databaseWithTheLayoutUnderTest,
+  itRunsOnTheLayoutUnderTest,
+  queryOn,
+} from './support/layouts.js';
 import { watchStatementsDuring } from './support/statement-count.js';
-import { query, startTestApp, type TestApp, uniqueEmail } from './support/test-app.js';
+import { startTestApp, type TestApp, uniqueEmail } from './support/test-app.js';
 
 /**
  * Holds every delivery until `expected` of them are waiting, then lets them all through in one
@@ -57,16 +61,22 @@ async function deliveryRecordsDuring(t: TestApp, run: () => Promise<unknown>): P
 
 describe('delivery records of concurrent sends', () => {
   const provider = new GatedProvider();
+  // A database of this suite's own: the second test adds a trigger to otp_requests and drops it.
+  let database: { url: string; drop: () => Promise<void> };
   let t: TestApp;
+  const query = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+    queryOn<T>(database.url, sql, params);
   beforeAll(async () => {
-    t = await startTestApp({ providers: [provider] });
+    database = await databaseWithTheLayoutUnderTest('nest_otp_delivery_batch');
+    t = await startTestApp({ providers: [provider] }, { databaseUrl: database.url });
   });
   afterAll(async () => {
     provider.expected = 1;
-    await t.close();
+    await t?.close();
+    await database?.drop();
   });
 
-  itRunsOnTheLayoutUnderTest();
+  itRunsOnTheLayoutUnderTest(() => database.url);
 
   it('are written together, and every send is recorded as alone: delivered, logged, verifiable', async () => {
     const emails = Array.from({ length: 12 }, () => uniqueEmail());
