@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -498,6 +498,64 @@ describe.each(PLATFORMS)('database unavailable on %s', (platform) => {
       await client.end();
     }
   }
+
+  it('answers 503 SERVICE_UNAVAILABLE when the server rolls a statement back (deadlock, serialization), writing nothing', async () => {
+    const http = request(app.getHttpServer());
+    const sqlstates = ['40P01', '40001'];
+    // Codes sent before the trigger below exists, one for each SQLSTATE it raises.
+    const sent = sqlstates.map(
+      (state) => `rollback-${state.toLowerCase()}-${randomUUID()}@example.com`,
+    );
+    for (const destination of sent) {
+      expect((await http.post('/otp/send').send({ destination })).status).toBe(202);
+    }
+    // Stands for a deadlock or a serialization failure: Postgres raises it and rolls the statement
+    // back. It reads which from the destination (lower-case, as destinations are stored).
+    const rollback = async (sql: string): Promise<unknown> => {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      try {
+        return await client.query(sql);
+      } finally {
+        await client.end();
+      }
+    };
+    await rollback(`CREATE FUNCTION rolled_back() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'rolled back' USING ERRCODE = upper(split_part(NEW.destination, '-', 2));
+      END $$`);
+    await rollback(`CREATE TRIGGER rolled_back BEFORE INSERT OR UPDATE ON otp_requests
+      FOR EACH ROW WHEN (NEW.destination LIKE 'rollback-%') EXECUTE FUNCTION rolled_back()`);
+    try {
+      for (const [i, state] of sqlstates.entries()) {
+        const fresh = `rollback-${state.toLowerCase()}-${randomUUID()}@example.com`;
+        const refused = [
+          await http.post('/otp/send').send({ destination: fresh }),
+          await http
+            .post('/otp/verify')
+            .send({ destination: sent[i], code: provider.lastCode(sent[i] as string) }),
+        ];
+        for (const res of refused) {
+          expectError(res, 503, 'SERVICE_UNAVAILABLE');
+          expect(res.headers['retry-after']).toBe(String(res.body.retryAfter));
+        }
+        expect(await outageRows(fresh)).toHaveLength(0);
+        expect(await outageRows(sent[i] as string)).toMatchObject([
+          { attempts_used: 0, verified_at: null },
+        ]);
+      }
+    } finally {
+      await rollback('DROP TRIGGER IF EXISTS rolled_back ON otp_requests');
+      await rollback('DROP FUNCTION IF EXISTS rolled_back()');
+    }
+    // Once the server lets them through, the same codes verify.
+    for (const destination of sent) {
+      const res = await http
+        .post('/otp/verify')
+        .send({ destination, code: provider.lastCode(destination) });
+      expect(res.status).toBe(200);
+    }
+  });
 
   it('answers 503 SERVICE_UNAVAILABLE while the database is gone, then recovers', async () => {
     const http = request(app.getHttpServer());

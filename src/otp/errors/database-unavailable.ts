@@ -1,9 +1,11 @@
 /**
  * Postgres error classes that mean "the database cannot serve us now", not "bad input": connection
- * (08), resources (53), shutdown (57P), and the module's own bounds: statement_timeout (57014) and
- * lock_timeout (55P03).
+ * (08), resources (53), shutdown (57P), the module's own bounds: statement_timeout (57014) and
+ * lock_timeout (55P03), and a transaction the server rolled back for its own reasons, a deadlock
+ * (40P01) or a serialization failure (40001): the statement wrote nothing, and the same request
+ * may pass a moment later (a deadlock needs someone else's DDL or locks, such as a DBA's).
  */
-const UNAVAILABLE_SQLSTATE = /^(08|53|57P|57014$|55P03$)/;
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P|57014$|55P03$|40P01$|40001$)/;
 const UNAVAILABLE_ERRNO = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
