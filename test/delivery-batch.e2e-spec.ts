@@ -2,11 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import type { OtpMessage, OtpProvider } from '../src/otp/delivery/otp-provider.interface.js';
 import { expectError } from './support/contract.js';
-import {
-  databaseWithTheLayoutUnderTest,
-  itRunsOnTheLayoutUnderTest,
-  queryOn,
-} from './support/layouts.js';
+import { queryDatabase } from './support/coexistence-host.js';
+import { databaseWithTheLayoutUnderTest, itRunsOnTheLayoutUnderTest } from './support/layouts.js';
 import { watchStatementsDuring } from './support/statement-count.js';
 import { startTestApp, type TestApp, uniqueEmail } from './support/test-app.js';
 
@@ -65,7 +62,7 @@ describe('delivery records of concurrent sends', () => {
   let database: { url: string; drop: () => Promise<void> };
   let t: TestApp;
   const query = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
-    queryOn<T>(database.url, sql, params);
+    queryDatabase<T>(database.url, sql, params);
   beforeAll(async () => {
     database = await databaseWithTheLayoutUnderTest('nest_otp_delivery_batch');
     t = await startTestApp({ providers: [provider] }, { databaseUrl: database.url });

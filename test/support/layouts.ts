@@ -1,7 +1,7 @@
 import { expect, it } from '@jest/globals';
-import pg from 'pg';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../../example/database.js';
 import { otpMigrations, otpPartitionedMigrations } from '../../migrations/index.js';
+import { queryDatabase } from './coexistence-host.js';
 import { query } from './test-app.js';
 
 /**
@@ -20,25 +20,10 @@ export function itRunsOnTheLayoutUnderTest(url?: () => string): void {
   it(`runs on the ${layoutUnderTest()} layout of otp_requests`, async () => {
     const text = `SELECT relkind::text AS kind FROM pg_class WHERE oid = 'otp_requests'::regclass`;
     const [row] = url
-      ? await queryOn<{ kind: string }>(url(), text)
+      ? await queryDatabase<{ kind: string }>(url(), text)
       : await query<{ kind: string }>(text);
     expect(row?.kind).toBe(layoutUnderTest() === 'partitioned' ? 'p' : 'r');
   });
-}
-
-/** One statement on the database at `url`. */
-export async function queryOn<T = Record<string, unknown>>(
-  url: string,
-  sql: string,
-  params: unknown[] = [],
-): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query(sql, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
 }
 
 /**
@@ -56,6 +41,6 @@ export async function databaseWithTheLayoutUnderTest(
   const url = await createUniqueDatabase(adminUrl, prefix);
   const partitioned = layoutUnderTest() === 'partitioned';
   await runOtpMigrations(url, partitioned ? otpPartitionedMigrations : otpMigrations);
-  if (partitioned) await queryOn(url, 'SELECT otp_requests_create_partitions(7, 3)');
+  if (partitioned) await queryDatabase(url, 'SELECT otp_requests_create_partitions(7, 3)');
   return { url, drop: () => dropDatabase(adminUrl, url) };
 }
