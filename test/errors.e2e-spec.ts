@@ -9,6 +9,7 @@ import request, { type Response } from 'supertest';
 import { createExampleApp } from '../example/bootstrap.js';
 import { createUniqueDatabase, dropDatabase, runOtpMigrations } from '../example/database.js';
 import { WebhookOtpProvider } from '../src/otp/delivery/webhook.provider.js';
+import { queryDatabase } from './support/coexistence-host.js';
 import { withFailing, wrongCode } from './support/contract.js';
 import {
   bootExampleApp,
@@ -511,15 +512,7 @@ describe.each(PLATFORMS)('database unavailable on %s', (platform) => {
     }
     // Stands for a deadlock or a serialization failure: Postgres raises it and rolls the statement
     // back. It reads which from the destination (lower-case, as destinations are stored).
-    const rollback = async (sql: string): Promise<unknown> => {
-      const client = new pg.Client({ connectionString: databaseUrl });
-      await client.connect();
-      try {
-        return await client.query(sql);
-      } finally {
-        await client.end();
-      }
-    };
+    const rollback = (sql: string) => queryDatabase(databaseUrl, sql);
     await rollback(`CREATE FUNCTION rolled_back() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         RAISE EXCEPTION 'rolled back' USING ERRCODE = upper(split_part(NEW.destination, '-', 2));
